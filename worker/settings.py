@@ -1,0 +1,192 @@
+"""Configuration: every environment variable kie-queue reads, parsed and checked in one place.
+
+``Settings.from_env()`` reads ``os.environ`` (or a given mapping) and raises
+``ConfigError`` naming the variable and the problem for any malformed value.
+``settings()`` caches the process-wide instance; nothing is read at import time.
+Secrets are kept out of ``repr()`` so a logged Settings object leaks nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+from typing import Mapping
+
+from .errors import ConfigError
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hour)?\s*$")
+_UNIT_SECONDS = {None: 1.0, "s": 1.0, "sec": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0,
+                 "hour": 3600.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    """At most ``limit`` events in any window of ``window`` seconds."""
+
+    limit: int
+    window: float
+
+    @classmethod
+    def parse(cls, text: str, variable: str = "KIE_RATE_LIMIT") -> "RateLimit":
+        """Parse ``20/10s``, ``2/s``, ``100/min``, ``5/1.5s`` or ``1000/h``."""
+        m = _RATE_RE.match(text or "")
+        if not m:
+            raise ConfigError(variable, f"expected COUNT/WINDOW like '20/10s', '2/s' or '100/min', got {text!r}")
+        count, number, unit = int(m.group(1)), m.group(2), m.group(3)
+        if unit is None and not number:
+            raise ConfigError(variable, f"missing window unit, got {text!r}")
+        window = (float(number) if number else 1.0) * _UNIT_SECONDS[unit]
+        if count < 1 or window <= 0:
+            raise ConfigError(variable, f"count and window must be positive, got {text!r}")
+        return cls(count, window)
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.window:g}s"
+
+
+def _secret_field():
+    return dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    api_key: str | None = _secret_field()
+    base_url: str = "https://api.kie.ai"
+    callback_url: str | None = None
+    webhook_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    webhook_hmac_key: str | None = _secret_field()
+    redis_url: str = "redis://localhost:6379/0"
+    broker_url: str = "redis://localhost:6379/0"
+    result_backend: str = "redis://localhost:6379/0"
+    rate_limit: RateLimit = RateLimit(20, 10.0)
+    max_in_flight: int = 100
+    job_timeout: float = 900.0
+    storage_dir: str = "./kie-output"
+    download_allow_hosts: tuple[str, ...] = ()
+    key_prefix: str = "kie"
+    queue: str = "celery"
+    # Tuning knobs (documented in README, not part of DESIGN's stable table).
+    http_timeout: float = 30.0
+    verify_callbacks: bool = True
+    callback_tolerance: float = 300.0
+    callback_grace: float = 60.0
+    unknown_outcome_grace: float = 120.0
+    max_attempts: int = 6
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    sweep_interval: float = 1.0
+    download_max_bytes: int = 50 * 1024 * 1024
+    webhook_max_body: int = 64 * 1024
+
+    @property
+    def webhook_secret(self) -> str | None:
+        """The current secret (the first of ``KIE_WEBHOOK_SECRET``'s comma-separated list)."""
+        return self.webhook_secrets[0] if self.webhook_secrets else None
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for redaction."""
+        vals = [self.api_key, self.webhook_hmac_key, *self.webhook_secrets]
+        return [v for v in vals if v]
+
+    def require_api_key(self) -> str:
+        if not self.api_key:
+            raise ConfigError("KIE_API_KEY", "is required to submit jobs (set it to your kie.ai API key)")
+        return self.api_key
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(name)
+            if value is None or value.strip() == "":
+                return default
+            return value.strip()
+
+        def number(name: str, default: float, kind=float, minimum: float = 0.0) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(name, f"expected a {'whole ' if kind is int else ''}number, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(name, f"must be at least {minimum:g}, got {raw!r}")
+            return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+        def url(name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
+            raw = get(name, default)
+            if raw is None:
+                return None
+            if not raw.split("://", 1)[0].lower() in schemes or "://" not in raw:
+                raise ConfigError(name, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
+                                        f"got {_mask_url(raw)!r}")
+            return raw
+
+        redis_url = url("REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss", "unix"))
+        broker = url("CELERY_BROKER_URL", redis_url, ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix"))
+        backend = url("CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix"))
+        callback = url("KIE_CALLBACK_URL", None, ("http", "https"))
+        secrets = tuple(s.strip() for s in (get("KIE_WEBHOOK_SECRET") or "").split(",") if s.strip())
+        if callback and not secrets:
+            raise ConfigError("KIE_WEBHOOK_SECRET", "is required when KIE_CALLBACK_URL is set "
+                                                    "(it signs the per-job token in each callback URL)")
+        prefix = get("KIE_KEY_PREFIX", "kie")
+        if not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", prefix):
+            raise ConfigError("KIE_KEY_PREFIX", f"expected 1-64 letters, digits or _.:-, got {prefix!r}")
+        queue = get("KIE_QUEUE", "celery")
+        if not re.match(r"^[A-Za-z0-9_.:-]{1,200}$", queue):
+            raise ConfigError("KIE_QUEUE", f"expected a queue name of letters, digits or _.:-, got {queue!r}")
+        allow = tuple(h.strip() for h in (get("KIE_DOWNLOAD_ALLOW_HOSTS") or "").split(",") if h.strip())
+        return cls(
+            api_key=get("KIE_API_KEY"),
+            base_url=url("KIE_BASE_URL", "https://api.kie.ai", ("http", "https")).rstrip("/"),
+            callback_url=callback.rstrip("/") if callback else None,
+            webhook_secrets=secrets,
+            webhook_hmac_key=get("KIE_WEBHOOK_HMAC_KEY"),
+            redis_url=redis_url,
+            broker_url=broker,
+            result_backend=backend,
+            rate_limit=RateLimit.parse(get("KIE_RATE_LIMIT", "20/10s")),
+            max_in_flight=int(number("KIE_MAX_IN_FLIGHT", 100, int, 1)),
+            job_timeout=number("KIE_JOB_TIMEOUT", 900.0, float, 1),
+            storage_dir=get("KIE_STORAGE_DIR", "./kie-output"),
+            download_allow_hosts=allow,
+            key_prefix=prefix,
+            queue=queue,
+            http_timeout=number("KIE_HTTP_TIMEOUT", 30.0, float, 0.1),
+            verify_callbacks=flag("KIE_VERIFY_CALLBACKS", True),
+            callback_tolerance=number("KIE_WEBHOOK_TOLERANCE", 300.0, float, 1),
+            callback_grace=number("KIE_CALLBACK_GRACE", 60.0, float, 0),
+            unknown_outcome_grace=number("KIE_UNKNOWN_OUTCOME_GRACE", 120.0, float, 0),
+            max_attempts=int(number("KIE_MAX_ATTEMPTS", 6, int, 1)),
+            backoff_base=number("KIE_BACKOFF_BASE", 1.0, float, 0.01),
+            backoff_cap=number("KIE_BACKOFF_CAP", 60.0, float, 0.01),
+            sweep_interval=number("KIE_SWEEP_INTERVAL", 1.0, float, 0.1),
+            download_max_bytes=int(number("KIE_DOWNLOAD_MAX_BYTES", 50 * 1024 * 1024, int, 1)),
+            webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
+        )
+
+
+def _mask_url(raw: str) -> str:
+    """Hide a password in ``scheme://user:password@host`` so a config error never shows it."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", raw)
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()

@@ -1,0 +1,171 @@
+"""The webhook's HTTP routes: the callback, health and metrics.  Every answer is JSON (metrics: text).
+
+The callback is checked cheapest-first, and nothing is written until every check passed:
+
+====  ===============================================================================
+413   body over ``KIE_WEBHOOK_MAX_BODY`` (refused from Content-Length, or while reading)
+415   Content-Type is not JSON
+401   the per-job token in the URL does not verify (answered the same whether or not the job
+      exists, so the route reveals nothing about other jobs)
+400   the body is not JSON
+422   the body fails the callback schema (field errors in ``errors``)
+401   kie.ai's signature headers missing, wrong, or stale (only with ``KIE_WEBHOOK_HMAC_KEY``)
+404   no such job
+200   the job is already finished: nothing changes (kie.ai redelivers; this is normal)
+409   the body's taskId is not this job's task
+202   recorded; ``kie.complete`` sent to the workers
+====  ===============================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import flask
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from worker.errors import WebhookRejected
+from worker.schemas import parse_callback
+from worker.tokens import verify_job_token
+
+from . import metrics as metrics_text
+from .verify import check_signature, check_task
+
+log = logging.getLogger("kie_queue.webhook")
+bp = flask.Blueprint("kie", __name__)
+
+TERMINAL = ("succeeded", "failed", "timed_out", "rejected")
+
+
+def _kie():
+    return flask.current_app.extensions["kie"]
+
+
+def _answer(http_status: int, **body):
+    return flask.jsonify(body), http_status
+
+
+def _count(outcome: str) -> None:
+    try:
+        _kie()["store"].incr(f"callbacks_{outcome}")
+    except Exception:  # noqa: BLE001 - metrics must never break an answer
+        pass
+
+
+@bp.post("/kie/callback/<job_id>")
+def callback(job_id: str):
+    kie = _kie()
+    s, store = kie["settings"], kie["store"]
+    length = flask.request.content_length
+    if length is not None and length > s.webhook_max_body:
+        _count("too_large")
+        return _answer(413, error="payload_too_large", detail=f"body over {s.webhook_max_body} bytes")
+    mimetype = flask.request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        _count("bad_content_type")
+        return _answer(415, error="unsupported_media_type", detail="Content-Type must be application/json")
+    try:
+        verify_job_token(job_id, flask.request.args.get("token"), s.webhook_secrets)
+    except WebhookRejected as exc:
+        _count("unauthorized")
+        return _answer(exc.status, error="unauthorized", detail=exc.message)
+    raw = flask.request.get_data(cache=False)
+    if len(raw) > s.webhook_max_body:
+        _count("too_large")
+        return _answer(413, error="payload_too_large", detail=f"body over {s.webhook_max_body} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        _count("bad_json")
+        return _answer(400, error="malformed_json", detail="body is not valid JSON")
+    try:
+        outcome = parse_callback(body)
+    except ValidationError as exc:
+        _count("invalid")
+        return _answer(422, error="invalid_callback", errors=_jsonable(exc.messages))
+    if s.webhook_hmac_key:
+        try:
+            check_signature(outcome.task_id, flask.request.headers.get("X-Webhook-Timestamp"),
+                            flask.request.headers.get("X-Webhook-Signature"), s.webhook_hmac_key,
+                            now=time.time(), tolerance=s.callback_tolerance)
+        except WebhookRejected as exc:
+            _count("bad_signature")
+            return _answer(exc.status, error="unauthorized", detail=exc.message)
+    job = store.get(job_id)
+    if job is None:
+        _count("unknown_job")
+        return _answer(404, error="not_found", detail="no such job")
+    if job["state"] in TERMINAL:
+        _count("duplicate")
+        return _answer(200, status="ignored", detail="job already finished")
+    try:
+        check_task(outcome.task_id, job)
+    except WebhookRejected as exc:
+        _count("task_mismatch")
+        return _answer(exc.status, error="task_mismatch", detail=exc.message)
+    state, deliveries = store.record_callback(job_id, outcome.to_dict())
+    if state in TERMINAL:
+        _count("duplicate")
+        return _answer(200, status="ignored", detail="job already finished")
+    kie["celery"].send_task("kie.complete", args=[job_id], queue=s.queue)
+    _count("accepted")
+    return _answer(202, status="accepted", deliveries=deliveries)
+
+
+def _jsonable(messages):
+    try:
+        json.dumps(messages)
+        return messages
+    except (TypeError, ValueError):
+        return {"_schema": [str(messages)]}
+
+
+@bp.get("/healthz")
+def healthz():
+    kie = _kie()
+    checks = {}
+    try:
+        kie["redis"].ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"error: {type(exc).__name__}"
+    try:
+        with kie["celery"].connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["broker"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return _answer(200 if ok else 503, status="ok" if ok else "unavailable", checks=checks)
+
+
+@bp.get("/metrics")
+def metrics():
+    kie = _kie()
+    text = metrics_text.render(kie["store"], kie["limiter"])
+    return flask.Response(text, mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/openapi.yaml")
+def openapi():
+    from importlib.resources import files
+    return flask.Response(files("webhook").joinpath("openapi.yaml").read_text(), mimetype="application/yaml")
+
+
+def register_error_handlers(app: flask.Flask) -> None:
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc):
+        return _answer(413, error="payload_too_large", detail="body too large")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        return _answer(exc.code or 500, error=(exc.name or "error").lower().replace(" ", "_"),
+                       detail=exc.description)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        log.exception("webhook error")
+        return _answer(500, error="internal_error", detail="unexpected error")

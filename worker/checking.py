@@ -1,0 +1,113 @@
+"""Learning a submitted job's outcome: from a recorded callback, or by polling ``recordInfo``.
+
+:func:`check` is the polling path (the sweep sends it when a job's next check is due): it asks
+``recordInfo``, completes the job if the task is terminal, times it out past its deadline, or
+schedules the next poll at kie.ai's suggested interval.
+
+:func:`from_callback` is the webhook's path.  kie.ai's signature covers only ``taskId.timestamp``,
+never the body, so by default (``KIE_VERIFY_CALLBACKS``) a callback only tells us *when* to look:
+the outcome that completes the job comes from ``recordInfo``.  A callback for a job whose create is
+still in flight or had an unknown outcome adopts the callback's taskId once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from . import completion
+from .errors import KieQueueError, NotFound, UpstreamError
+from .schemas import Outcome
+from .submission import first_check_delay, poll_delay
+
+log = logging.getLogger("kie_queue.checking")
+
+RETRY_CHECK_S = 5.0
+
+
+def check(rt, job_id: str) -> str:
+    """Poll one submitted job.  Returns what happened."""
+    store = rt.store
+    job = store.get(job_id)
+    if job is None:
+        return "missing"
+    if job["state"] in ("succeeded", "failed", "timed_out"):
+        completion.finish_waiters(rt, job_id)
+        return job["state"]
+    if job["state"] != "submitted":
+        return job["state"]
+    now = time.time()
+    deadline = int(job["deadline"]) / 1000.0
+    try:
+        outcome = rt.client.record_info(job["task_id"])
+    except (NotFound, UpstreamError, KieQueueError) as exc:
+        if now >= deadline:
+            completion.time_out(rt, job_id)
+            return "timed_out"
+        store.incr("poll_errors")
+        log.info("job %s: status check failed (%s); again in %.0f s", job_id, exc, RETRY_CHECK_S)
+        store.reschedule_check(job_id, int(min(RETRY_CHECK_S, max(0.0, deadline - now)) * 1000))
+        return "error"
+    store.incr("polls")
+    if outcome.terminal:
+        return _complete(rt, job_id, outcome)
+    if now >= deadline:
+        completion.time_out(rt, job_id)
+        return "timed_out"
+    age = now - int(job["submitted_at"]) / 1000.0
+    store.reschedule_check(job_id, int(min(poll_delay(age), max(0.0, deadline - now)) * 1000 + 1))
+    return "pending"
+
+
+def from_callback(rt, job_id: str) -> str:
+    """Act on the callback recorded for ``job_id`` (sent by the webhook as ``kie.complete``)."""
+    s, store = rt.settings, rt.store
+    job = store.get(job_id)
+    if job is None:
+        return "missing"
+    if job["state"] in ("succeeded", "failed", "timed_out", "rejected"):
+        completion.finish_waiters(rt, job_id)
+        return job["state"]
+    raw = job.get("callback")
+    if not raw:
+        return "no-callback"
+    reported = Outcome.from_dict(json.loads(raw))
+    known = (job.get("task_ids") or "").split()
+    if job["state"] == "submitted" and reported.task_id not in known:
+        store.incr("callbacks_task_mismatch")
+        log.warning("job %s: callback names task %s, not one of the job's tasks; ignored", job_id, reported.task_id)
+        return "mismatch"
+    if reported.task_id not in known:
+        # The create is still in flight, or its outcome was unknown: this reveals the task.
+        recorded = store.record_task(job_id, reported.task_id, first_check_ms=int(first_check_delay(s) * 1000),
+                                     timeout_ms=int(float(job["timeout"]) * 1000), source="callback")
+        if recorded == "duplicate":
+            store.incr("duplicate_tasks")
+        store.incr("tasks_adopted_from_callback")
+    if s.verify_callbacks:
+        try:
+            outcome = rt.client.record_info(reported.task_id)
+        except (UpstreamError, KieQueueError) as exc:
+            log.info("job %s: could not confirm callback (%s); the sweep will poll", job_id, exc)
+            store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000))
+            return "unconfirmed"
+        if outcome.terminal and outcome.state != reported.state:
+            store.incr("callbacks_contradicted")
+            log.warning("job %s: callback said %s but recordInfo says %s; trusting recordInfo",
+                        job_id, reported.state, outcome.state)
+    else:
+        outcome = reported
+    if not outcome.terminal:
+        store.reschedule_check(job_id, int(poll_delay(0) * 1000))
+        return "pending"
+    return _complete(rt, job_id, outcome)
+
+
+def _complete(rt, job_id: str, outcome) -> str:
+    if outcome.succeeded:
+        completion.succeed(rt, job_id, outcome)
+        return "succeeded"
+    completion.fail(rt, job_id, fail_code=outcome.fail_code, fail_msg=outcome.fail_msg or "generation failed",
+                    task_id=outcome.task_id)
+    return "failed"

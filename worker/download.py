@@ -1,0 +1,522 @@
+"""Copying result images from URLs into storage, safely: the code behind ``kie.download``.
+
+``fetch_to_storage`` downloads one URL; ``download_result`` stores every URL of a finished job's result
+as ``<job_id>/<index>.<ext>``.  Before anything is written they refuse:
+
+* any scheme but http/https, and any host that resolves to a private, loopback, link-local, multicast,
+  reserved, unspecified or otherwise non-global address (IPv4-mapped, 6to4 and NAT64 IPv6 forms
+  included), unless the host name or the address is in ``allow_hosts`` (names, IPs or CIDRs);
+* more than ``max_redirects`` redirects (followed by hand, every hop checked like the first);
+* bodies over ``max_bytes`` (by Content-Length up front, and while streaming), and downloads not
+  finished within ``timeout`` seconds in total;
+* anything that is not a PNG, JPEG, WEBP or GIF by its first bytes, or whose bytes contradict the
+  image type its Content-Type claims (an HTML page served as image/png).
+
+DNS rebinding: every hop is resolved and checked before the request is sent (for a clear error),
+and the connection itself resolves again, checks every address again and connects only to an
+address it has just checked (a urllib3 connection subclass, ``_CheckedConnectionMixin``).  So the
+address connected to is always a checked one, at the cost of two lookups per new connection.
+Name resolution itself (``getaddrinfo``) is not bounded by ``timeout``.
+
+Environment proxies, ``.netrc`` and ``REQUESTS_CA_BUNDLE`` are ignored (a proxy would resolve and
+connect on our behalf, defeating the address check); TLS certificates are verified with certifi.
+
+Every failure raises ``DownloadError(redacted_url, reason)``; a refused or failed download leaves no
+file (``Storage.open_writer`` commits atomically).  Storage itself lives in ``worker.storage``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import ipaddress
+import re
+import socket
+import time
+from typing import Iterable
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.util import connection as urllib3_connection
+
+from .errors import ConfigError, DownloadError
+from .redact import redact_url
+from .storage import Storage
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+CHUNK_SIZE = 64 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# Image types we store, keyed by file extension.
+MIME_BY_EXT = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
+_EXT_BY_MIME = {"image/png": "png", "image/jpeg": "jpg", "image/jpg": "jpg", "image/pjpeg": "jpg",
+                "image/webp": "webp", "image/gif": "gif"}
+_SNIFF_BYTES = 12
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_JOB_DIR_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+
+
+class _Refused(Exception):
+    """Internal: a rule refused the download; the text is the reason (no URL, no secret)."""
+
+
+# --- address policy -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class AllowList:
+    """Hosts (lower-case names) and networks that may be fetched even though they are not global."""
+
+    hosts: frozenset = frozenset()
+    networks: frozenset = frozenset()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> "AllowList":
+        """Parse ``KIE_DOWNLOAD_ALLOW_HOSTS`` entries: ``127.0.0.1``, ``10.0.0.0/8``, ``::1``, ``kiesim.local``."""
+        if isinstance(entries, str):
+            entries = entries.split(",")
+        hosts, networks = set(), set()
+        for raw in entries:
+            entry = str(raw).strip()
+            if not entry:
+                continue
+            try:
+                networks.add(ipaddress.ip_network(entry.strip("[]"), strict=False))
+                continue
+            except ValueError:
+                pass
+            if "/" in entry or not re.match(r"^[A-Za-z0-9_.-]+$", _norm_host(entry)):
+                raise ConfigError("KIE_DOWNLOAD_ALLOW_HOSTS",
+                                  f"expected host names, IP addresses or CIDRs like 127.0.0.0/8, got {entry!r}")
+            hosts.add(_norm_host(entry))
+        return cls(frozenset(hosts), frozenset(networks))
+
+    def refusal(self, host: str, address: str) -> str | None:
+        """Why ``address`` (one address ``host`` resolved to) may not be fetched, or None if it may."""
+        ip = ipaddress.ip_address(address)
+        if _norm_host(host) in self.hosts:
+            return None
+        candidates = [ip, *_embedded_ipv4(ip)]
+        if any(c in net for c in candidates for net in self.networks):
+            return None
+        for c in candidates:
+            kind = _non_global_kind(c)
+            if kind:
+                return (f"address {address} of host {host!r} is {kind}; "
+                        f"add it to KIE_DOWNLOAD_ALLOW_HOSTS to permit it")
+        return None
+
+
+def _norm_host(host: str) -> str:
+    host = host.strip().strip("[]").rstrip(".").lower()
+    try:
+        return host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        return host
+
+
+def _embedded_ipv4(ip) -> list:
+    """IPv4 addresses an IPv6 address carries (mapped ``::ffff:a.b.c.d``, 6to4, NAT64)."""
+    if ip.version != 6:
+        return []
+    found = [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
+    if ip in _NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def _non_global_kind(ip) -> str | None:
+    for attr, kind in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
+                       ("is_link_local", "link-local"), ("is_multicast", "multicast"),
+                       ("is_private", "private"), ("is_reserved", "reserved")):
+        if getattr(ip, attr):
+            return kind
+    if not ip.is_global:
+        return "not globally routable"
+    return None
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to for a TCP connection, in resolver order, without duplicates."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def _checked_addresses(host: str, port: int, allow: AllowList) -> list[str]:
+    """Resolve ``host``; raise ``_Refused`` unless every address is allowed; return the addresses."""
+    try:
+        addresses = _resolve(host, port)
+    except (socket.gaierror, UnicodeError) as e:
+        raise _Refused(f"cannot resolve host {host!r}: {e}") from None
+    if not addresses:
+        raise _Refused(f"host {host!r} has no address")
+    for address in addresses:
+        reason = allow.refusal(host, address)
+        if reason:
+            raise _Refused(reason)
+    return addresses
+
+
+# --- transport: connections that connect only to checked addresses --------------------------------
+
+class _CheckedConnectionMixin:
+    """Resolve, check every address against the allow-list, and connect only to a checked address."""
+
+    def __init__(self, *args, allow_list: AllowList, **kwargs):
+        self._allow_list = allow_list
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        dns_host = getattr(self, "_dns_host", self.host)
+        try:
+            addresses = _resolve(dns_host, self.port)
+        except socket.gaierror as e:
+            raise NameResolutionError(self.host, self, e) from e
+        for address in addresses:  # all of them first: refuse if any is not allowed
+            reason = self._allow_list.refusal(self.host, address)
+            if reason:
+                raise _Refused(reason)
+        last_error: OSError | None = None
+        for address in addresses:
+            try:
+                return urllib3_connection.create_connection(
+                    (address, self.port), self.timeout, source_address=self.source_address,
+                    socket_options=self.socket_options)
+            except socket.timeout as e:
+                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from e
+            except OSError as e:
+                last_error = e
+        raise NewConnectionError(self, f"Failed to establish a new connection: {last_error}")
+
+
+class _CheckedHTTPConnection(_CheckedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _CheckedHTTPSConnection(_CheckedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _CheckedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class CheckedAdapter(HTTPAdapter):
+    """A requests adapter whose connections enforce ``allow_list`` and never use a proxy."""
+
+    def __init__(self, allow_list: AllowList, **kwargs):
+        self.allow_list = allow_list  # before super().__init__, which builds the pool manager
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": functools.partial(_CheckedHTTPConnectionPool, allow_list=self.allow_list),
+            "https": functools.partial(_CheckedHTTPSConnectionPool, allow_list=self.allow_list),
+        }
+
+    def send(self, request, **kwargs):
+        kwargs["proxies"] = {}
+        return super().send(request, **kwargs)
+
+
+def download_session(*, allow_hosts: Iterable[str] = ()) -> requests.Session:
+    """A session for ``fetch_to_storage(session=...)``: reuses connections across downloads.
+
+    Its adapters enforce ``allow_hosts``; it ignores environment proxies and ``.netrc``.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    adapter = CheckedAdapter(AllowList.parse(allow_hosts))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@functools.lru_cache(maxsize=1)
+def user_agent() -> str:
+    """``kie-queue/<version>`` (the installed distribution's version, or ``dev`` from a source tree)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return f"kie-queue/{version('kie-queue')}"
+    except PackageNotFoundError:
+        return "kie-queue/dev"
+
+
+# --- fetching --------------------------------------------------------------------------------------
+
+def fetch_to_storage(url: str, storage: Storage, name: str, *, allow_hosts: Iterable[str] = (),
+                     max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 30.0, max_redirects: int = 3,
+                     expected_type: str | None = None, session: requests.Session | None = None) -> dict:
+    """Download ``url`` into ``storage`` under ``name``; return ``{url, path, sha256, bytes, content_type}``.
+
+    ``name`` is a storage name (see ``worker.storage.validate_name``); ``{ext}`` in it is replaced by the
+    extension of the type found (``png``, ``jpg``, ``webp``, ``gif``).  ``timeout`` bounds the whole
+    download, redirects included (seconds).  ``expected_type`` (``"png"`` or ``"image/png"`` ...) refuses
+    any other type.  ``session`` must come from ``download_session()`` with the same ``allow_hosts``; only
+    its connections are used (never its cookies, auth or headers).  ``content_type`` in the result is the
+    canonical MIME type of the bytes stored.  Raises ``DownloadError`` (URL redacted) on any refusal.
+    """
+    if max_bytes < 1 or timeout <= 0 or max_redirects < 0:
+        raise ValueError(f"need max_bytes >= 1, timeout > 0, max_redirects >= 0; "
+                         f"got {max_bytes!r}, {timeout!r}, {max_redirects!r}")
+    expected = _ext_for(expected_type) if expected_type else None
+    if expected_type and not expected:
+        raise ValueError(f"expected_type must be one of {sorted(MIME_BY_EXT)} or their MIME types, "
+                         f"got {expected_type!r}")
+    allow = AllowList.parse(allow_hosts)
+    if session is not None:
+        _check_session(session, allow)
+    safe_url = redact_url(str(url))
+    own_session = session is None
+    if own_session:
+        session = download_session(allow_hosts=allow_hosts)
+    deadline = time.monotonic() + timeout
+    try:
+        response = _open(str(url), session, allow, deadline=deadline, max_redirects=max_redirects)
+        try:
+            return _store(response, storage, name, url=url, max_bytes=max_bytes, deadline=deadline,
+                          expected=expected)
+        finally:
+            response.close()
+    except _Refused as e:
+        raise DownloadError(safe_url, str(e)) from None
+    except requests.RequestException as e:
+        if _is_timeout(e) or time.monotonic() >= deadline:
+            raise DownloadError(safe_url, f"timed out (the limit is {timeout:g} s for the whole download)") from None
+        raise DownloadError(safe_url, f"transport error: {_describe(e)}") from None
+    except ValueError as e:  # an unsafe storage name
+        raise DownloadError(safe_url, str(e)) from None
+    finally:
+        if own_session:
+            session.close()
+
+
+def _check_session(session: requests.Session, allow: AllowList) -> None:
+    for prefix in ("http://", "https://"):
+        adapter = session.get_adapter(prefix)
+        if not isinstance(adapter, CheckedAdapter) or adapter.allow_list != allow:
+            raise ValueError(f"session must come from download_session() with the same allow_hosts, "
+                             f"got {prefix} adapter {adapter!r}")
+
+
+def _open(url: str, session: requests.Session, allow: AllowList, *, deadline: float,
+          max_redirects: int) -> requests.Response:
+    """Send GET, following at most ``max_redirects`` redirects, each hop checked; return the 200 response."""
+    current = url
+    for hop in range(max_redirects + 1):
+        via = f"redirected to {redact_url(current)}: " if hop else ""
+        try:
+            _check_url(current, allow)
+        except _Refused as e:
+            raise _Refused(via + str(e)) from None
+        adapter = session.get_adapter(current)
+        if not isinstance(adapter, CheckedAdapter) or adapter.allow_list != allow:
+            raise _Refused(f"{via}the session's adapter for this URL does not enforce this allow-list")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Refused(f"{via}timed out before the request was sent")
+        request = requests.Request("GET", current, headers={
+            "User-Agent": user_agent(), "Accept": "image/png, image/jpeg, image/webp, image/gif, */*;q=0.1",
+            "Accept-Encoding": "identity"}).prepare()
+        try:
+            response = adapter.send(request, stream=True, timeout=(remaining, remaining), verify=True)
+        except _Refused as e:  # the connection-time re-check (the name now resolves elsewhere)
+            raise _Refused(f"{via}{e} (at connect time)") from None
+        if response.status_code in REDIRECT_STATUSES:
+            location = response.headers.get("Location")
+            response.close()
+            if not location:
+                raise _Refused(f"{via}HTTP {response.status_code} redirect without a Location header")
+            current = urljoin(current, location)
+            continue
+        if response.status_code != 200:
+            response.close()
+            raise _Refused(f"{via}HTTP {response.status_code} {response.reason or ''}".rstrip())
+        return response
+    raise _Refused(f"too many redirects (more than {max_redirects})")
+
+
+def _check_url(url: str, allow: AllowList) -> None:
+    """Refuse a URL that is not http(s) or whose host resolves to a forbidden address."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise _Refused(f"malformed URL ({e})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise _Refused(f"only http and https URLs are fetched, got scheme {scheme!r}" if scheme
+                       else "not an absolute http(s) URL")
+    if not parts.hostname:
+        raise _Refused("URL has no host")
+    _checked_addresses(parts.hostname, port or (443 if scheme == "https" else 80), allow)
+
+
+def _store(response: requests.Response, storage: Storage, name: str, *, url: str, max_bytes: int,
+           deadline: float, expected: str | None) -> dict:
+    """Check type and size while streaming ``response`` into ``storage``; the writer opens only after sniffing."""
+    declared_header = response.headers.get("Content-Type", "")
+    declared = _ext_for(declared_header)
+    length = response.headers.get("Content-Length", "").strip()
+    if length.isdigit() and int(length) > max_bytes:
+        raise _Refused(f"Content-Length {int(length)} exceeds the limit of {max_bytes} bytes")
+
+    chunks = _timed_chunks(response, deadline)
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= _SNIFF_BYTES:
+            break
+    found = sniff(head)
+    if found is None:
+        raise _Refused(f"content is not a PNG, JPEG, WEBP or GIF image (Content-Type {declared_header!r}, "
+                       f"first bytes {head[:8]!r})")
+    if declared and declared != found:
+        raise _Refused(f"Content-Type {declared_header!r} but the content is {MIME_BY_EXT[found]}")
+    if expected and expected != found:
+        raise _Refused(f"expected {MIME_BY_EXT[expected]} but the content is {MIME_BY_EXT[found]}")
+
+    relative_name = name.replace("{ext}", found)
+    digest, size = hashlib.sha256(), 0
+    with storage.open_writer(relative_name) as f:
+        for chunk in _chain_head(head, chunks):
+            size += len(chunk)
+            if size > max_bytes:
+                raise _Refused(f"body exceeds the limit of {max_bytes} bytes")
+            digest.update(chunk)
+            f.write(chunk)
+    return {"url": url, "path": storage.path_for(relative_name), "sha256": digest.hexdigest(),
+            "bytes": size, "content_type": MIME_BY_EXT[found]}
+
+
+def _chain_head(head: bytes, rest):
+    yield head
+    yield from rest
+
+
+def _timed_chunks(response: requests.Response, deadline: float):
+    """Yield body chunks, failing once ``deadline`` passes; each socket read waits at most the time left."""
+    chunks = response.iter_content(CHUNK_SIZE)
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise requests.Timeout("download deadline passed")
+        _limit_read_wait(response, remaining)
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        if chunk:
+            yield chunk
+
+
+def _limit_read_wait(response: requests.Response, seconds: float) -> None:
+    """Best effort: shorten the socket timeout so one read cannot outlast the deadline.
+
+    Without it (another urllib3 layout), a read still ends after the per-read timeout given at
+    request time, so the download ends within twice ``timeout`` at worst.
+    """
+    try:
+        response.raw.connection.sock.settimeout(max(seconds, 0.001))
+    except AttributeError:
+        pass
+
+
+def sniff(head: bytes) -> str | None:
+    """The image type (``png``, ``jpg``, ``webp``, ``gif``) that ``head``, a file's first 12 bytes, starts."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _ext_for(type_name: str | None) -> str | None:
+    """``png``/``image/png``/``image/png; charset=x`` -> ``png``; anything else -> None."""
+    if not type_name:
+        return None
+    t = type_name.split(";", 1)[0].strip().lower()
+    if t in MIME_BY_EXT:
+        return t
+    if t == "jpeg":
+        return "jpg"
+    return _EXT_BY_MIME.get(t)
+
+
+def _is_timeout(e: BaseException) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (requests.Timeout, Urllib3Timeout, TimeoutError)) and not isinstance(e, NewConnectionError):
+            return True
+        nested = [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        reason = getattr(e, "reason", None)
+        e = reason if isinstance(reason, BaseException) else (nested[0] if nested else e.__cause__)
+    return False
+
+
+def _describe(e: BaseException) -> str:
+    """A short transport error text: the innermost cause, with any query string masked."""
+    inner = e
+    for _ in range(5):
+        nested = getattr(inner, "reason", None)
+        if not isinstance(nested, BaseException):
+            args = [a for a in getattr(inner, "args", ()) if isinstance(a, BaseException)]
+            nested = args[0] if args else None
+        if nested is None:
+            break
+        inner = nested
+    text = str(inner) or type(inner).__name__
+    return redact_url(text)[:300]
+
+
+# --- a whole job's result --------------------------------------------------------------------------
+
+def job_dir(job_id) -> str:
+    """The storage folder of a job: the job id itself when it is a safe name, else ``job-<sha256 prefix>``."""
+    text = str(job_id)
+    if _JOB_DIR_RE.match(text) and text not in (".", ".."):
+        return text
+    return "job-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def download_result(result: dict, *, storage: Storage, allow_hosts: Iterable[str] = (),
+                    max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 30.0,
+                    session: requests.Session | None = None) -> dict:
+    """Store every URL of ``result["result_urls"]`` as ``<job_id>/<index>.<ext>``; return a copy with ``files``.
+
+    ``files`` lists ``fetch_to_storage``'s dicts in URL order.  ``timeout`` applies to each URL.  Running it
+    again for the same job rewrites the same paths (atomically), so the task is safe to run twice.
+    The first failing URL raises ``DownloadError``; files already stored stay (a retry rewrites them).
+    """
+    urls = result.get("result_urls") if isinstance(result, dict) else None
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise DownloadError("", f"result has no 'result_urls' list of strings, got {type(urls).__name__}")
+    if not result.get("job_id"):
+        raise DownloadError("", "result has no 'job_id'")
+    folder = job_dir(result["job_id"])
+    own_session = session is None
+    if own_session:
+        session = download_session(allow_hosts=allow_hosts)
+    try:
+        files = [fetch_to_storage(u, storage, f"{folder}/{i}.{{ext}}", allow_hosts=allow_hosts,
+                                  max_bytes=max_bytes, timeout=timeout, session=session)
+                 for i, u in enumerate(urls)]
+    finally:
+        if own_session:
+            session.close()
+    return {**result, "files": files}

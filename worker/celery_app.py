@@ -6,8 +6,10 @@ first needs it: the defaults are a promise (``add_defaults`` with a callable), b
 
 * ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose process dies is re-queued;
 * ``worker_prefetch_multiplier = 1``: a worker holds at most one unstarted message per process;
-* a broker ``visibility_timeout`` of one hour, far above every countdown (< 2 s) and run time
-  (< 1 min) the project uses, so the Redis broker does not redeliver running tasks;
+* a broker ``visibility_timeout`` of 10 minutes, far above every countdown (< 2 s) and run time
+  (< 1 min) the project uses, so the Redis broker does not redeliver running tasks, yet a message
+  held by a worker that died returns within minutes, not hours (jobs themselves never wait on it:
+  they are in the job store);
 * JSON only (never pickle), so producers in other languages can enqueue and read results;
 * ``worker_deduplicate_successful_tasks`` off (with it, a redelivered task would resend its chain).
 
@@ -22,7 +24,7 @@ from celery import Celery, signals
 
 log = logging.getLogger("kie_queue")
 
-VISIBILITY_TIMEOUT = 3600
+VISIBILITY_TIMEOUT = 600
 SAFE = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,

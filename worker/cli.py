@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             os.execv(sys.executable, [sys.executable, "-m", "kiesim", *args.args])
         if args.command == "resume":
             from .runtime import runtime
-            runtime().limiter.resume()
-            print("submissions resumed")
+            rt = runtime()
+            rt.limiter.resume()
+            print(f"submissions resumed; {rt.store.wake_submits()} waiting jobs woken")
             return 0
     except ConfigError as exc:
         print(f"kie-queue: configuration error: {exc.message}", file=sys.stderr)

@@ -83,12 +83,17 @@ def _run_batch(jobs: int, timeout: float, out: Path) -> int:
         sent.append((job_id, res))
     print(f"sent {jobs} jobs (generate | download)", flush=True)
     deadline = started + timeout
+    tty, last = sys.stdout.isatty(), None
     while time.time() < deadline:
         states = [(store.get(j) or {}).get("state", "queued") for j, _ in sent]
         ready = sum(1 for _, r in sent if r.ready())
         counts = {s: states.count(s) for s in sorted(set(states))}
-        line = "  ".join(f"{k}={v}" for k, v in counts.items())
-        sys.stdout.write(f"\r[{time.time() - started:5.1f}s] {line}  downloaded={ready}/{jobs}   ")
+        line = "  ".join(f"{k}={v}" for k, v in counts.items()) + f"  downloaded={ready}/{jobs}"
+        if tty:
+            sys.stdout.write(f"\r[{time.time() - started:5.1f}s] {line}   ")
+        elif line != last:
+            sys.stdout.write(f"[{time.time() - started:5.1f}s] {line}\n")
+        last = line
         sys.stdout.flush()
         if ready == jobs:
             break

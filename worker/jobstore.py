@@ -206,6 +206,13 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 """
 
+_WAKE = _NOW + """
+-- KEYS: 1 due set.  Moves every member due later than now to now.  Returns how many moved.
+local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+for _, m in ipairs(later) do redis.call('ZADD', KEYS[1], now, m) end
+return #later
+"""
+
 
 def _decode(value):
     return value.decode() if isinstance(value, bytes) else value
@@ -305,6 +312,10 @@ class JobStore:
         key = self.keys.due_submit if which == "submit" else self.keys.due_check
         flat = self._script(_CLAIM_DUE)(keys=[key], args=[horizon_ms, lease_ms, limit])
         return [(_decode(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def wake_submits(self) -> int:
+        """Make every job waiting for submission due now (after a pause was lifted)."""
+        return int(self._script(_WAKE)(keys=[self.keys.due_submit], args=[]))
 
     def reschedule_check(self, job_id: str, delay_ms: int) -> bool:
         return bool(self._script(_RESCHEDULE)(

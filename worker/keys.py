@@ -64,6 +64,10 @@ class Keys:
         """String with a TTL: submissions paused after a 402 (insufficient credits)."""
         return f"{self.prefix}:rl:{account}:paused"
 
+    def reservations(self, account: str) -> str:
+        """Hash: job id → its reserved entry in the rate log (a future create slot)."""
+        return f"{self.prefix}:rl:{account}:reservations"
+
     def inflight(self, account: str) -> str:
         """Sorted set: job id → lease expiry (epoch ms) of each in-flight slot."""
         return f"{self.prefix}:rl:{account}:inflight"

@@ -2,10 +2,13 @@
 
 One Lua call decides whether a create may go out *now*, for every worker on every host:
 
-* **Sliding-window log** (sorted set of create times): at most ``limit`` creates in ANY window of
-  ``window`` seconds.  Unlike a token bucket (capacity 20 refilling at 2/s lets 40 through in some
-  10-s spans) or GCRA (never bursts, so 60 creates take 29.5 s instead of 20 s), the log uses the whole
-  budget and never exceeds it.  Cost: one sorted-set entry per create in the last window.
+* **Sliding-window log with reservations** (sorted set of create times): at most ``limit`` creates
+  in ANY window of ``window`` seconds.  Unlike a token bucket (capacity 20 refilling at 2/s lets 40
+  through in some 10-s spans) or GCRA (never bursts, so 60 creates take 29.5 s instead of 20 s), the
+  log uses the whole budget and never exceeds it.  A job that cannot go now is not just told "later":
+  it is given the earliest future slot that keeps every window within the limit, in arrival order,
+  so N waiting jobs wake at N distinct moments instead of all retrying at each window edge.
+  Cost: one sorted-set entry per create in the last window, plus one per waiting job.
   After the HTTP answer, :meth:`Limiter.confirm` moves the entry to the answer's time: the upstream
   received the request somewhere between the two, so the window is counted from the latest moment
   it can have started, and a slow request never lets two windows overlap upstream.
@@ -25,33 +28,58 @@ import random
 from .keys import Keys, account_id
 
 _ACQUIRE = """
--- KEYS: 1 rate log, 2 cooldown, 3 paused, 4 inflight
--- ARGV: 1 window_ms, 2 limit, 3 member, 4 max_in_flight, 5 slot_lease_ms, 6 job_id
--- Returns {allowed (0/1), wait_ms, reason}.
+-- KEYS: 1 rate log, 2 cooldown, 3 paused, 4 inflight, 5 reservations
+-- ARGV: 1 window_ms, 2 limit, 3 member, 4 max_in_flight, 5 slot_lease_ms, 6 job_id, 7 margin_ms, 8 late_ms
+-- The log holds past creates and future reservations (member -> ms).  A job that cannot go now is
+-- given the earliest slot that keeps every window within the limit (appended after every other
+-- reservation: first come, first served) and told to come back then; coming back it redeems it.
+-- Returns {allowed (0/1), wait_ms, reason, log member of the create (when allowed)}.
 local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local p = redis.call('PTTL', KEYS[3])
 if p > 0 then return {0, p, 'paused'} end
 local c = redis.call('PTTL', KEYS[2])
 if c > 0 then return {0, c, 'cooldown'} end
-local window = tonumber(ARGV[1])
+local window, limit, margin = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[7])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 local held = redis.call('ZSCORE', KEYS[4], ARGV[6])
 if not held and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[4]) then
   local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
   return {0, math.min(1000, math.max(50, tonumber(first[2]) - now)), 'in_flight'}
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local n = redis.call('ZCARD', KEYS[1])
-local limit = tonumber(ARGV[2])
-if n >= limit then
-  -- the oldest entry that must leave the window before one more create fits
-  local oldest = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
-  return {0, math.max(1, tonumber(oldest[2]) + window - now + 1), 'rate'}
+-- entries this old can no longer bind any decision taken from now on
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window - margin - 1)
+local function take(member, at)
+  redis.call('PEXPIRE', KEYS[1], math.max(at - now, 0) + window * 2 + 60000)
+  redis.call('PEXPIRE', KEYS[5], math.max(at - now, 0) + window * 2 + 60000)
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), ARGV[6])
+  return {1, 0, 'ok', member}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window * 2 + 60000)
-redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), ARGV[6])
-return {1, 0, 'ok'}
+local mine = redis.call('HGET', KEYS[5], ARGV[6])
+if mine then
+  local at = redis.call('ZSCORE', KEYS[1], mine)
+  if at then
+    at = tonumber(at)
+    if at > now then return {0, at - now, 'reserved'} end
+    if now - at <= tonumber(ARGV[8]) then
+      redis.call('HDEL', KEYS[5], ARGV[6])
+      return take(mine, at)
+    end
+    redis.call('ZREM', KEYS[1], mine)   -- too late to use safely: decide afresh
+  end
+  redis.call('HDEL', KEYS[5], ARGV[6])
+end
+local n = redis.call('ZCARD', KEYS[1])
+local at = now
+if n >= limit then
+  local bind = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  at = math.max(now, tonumber(bind[2]) + window + margin)
+end
+redis.call('ZADD', KEYS[1], at, ARGV[3])
+if at <= now then return take(ARGV[3], at) end
+redis.call('HSET', KEYS[5], ARGV[6], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], at - now + window * 2 + 60000)
+redis.call('PEXPIRE', KEYS[5], at - now + window * 2 + 60000)
+return {0, at - now, 'rate'}
 """
 
 _CONFIRM = """
@@ -70,6 +98,14 @@ return 1
 """
 
 
+# Slots are planned MARGIN_MS apart from the window's edge: a create reaches kie.ai a little after
+# the moment it was planned for (dispatch lateness + network), and the margin absorbs that.  A job
+# that comes back more than LATE_MS after its slot gives the slot up and is planned afresh, so the
+# lateness the margin must cover is bounded.  Cost: MARGIN_MS per window (1 % of 20/10 s).
+MARGIN_MS = 100
+LATE_MS = 60
+
+
 class Limiter:
     """Create-rate limiter and in-flight cap of one kie.ai account, shared through Redis."""
 
@@ -82,6 +118,7 @@ class Limiter:
         self.cooldown_key = keys.cooldown(account)
         self.paused_key = keys.paused(account)
         self.inflight_key = keys.inflight(account)
+        self.reservations_key = keys.reservations(account)
         self.limit = limit
         self.window_ms = int(window * 1000)
         self.max_in_flight = max_in_flight
@@ -90,13 +127,20 @@ class Limiter:
         self._confirm = redis.register_script(_CONFIRM)
         self._pause = redis.register_script(_PAUSE)
 
-    def acquire(self, job_id: str, attempt_member: str) -> tuple[bool, float, str]:
-        """Take a create token and the job's in-flight slot.  Returns (allowed, wait_seconds, reason)."""
-        allowed, wait_ms, reason = self._acquire(
-            keys=[self.log_key, self.cooldown_key, self.paused_key, self.inflight_key],
-            args=[self.window_ms, self.limit, attempt_member, self.max_in_flight, self.slot_lease_ms, job_id])
+    def acquire(self, job_id: str, attempt_member: str) -> tuple[bool, float, str, str | None]:
+        """Take a create slot and the job's in-flight slot.
+
+        Returns (allowed, wait_seconds, reason, member): when not allowed, the job must come back
+        after ``wait_seconds`` (for reason ``rate`` a slot is reserved for it then); when allowed,
+        ``member`` names the create's log entry for :meth:`confirm`.
+        """
+        allowed, wait_ms, reason, *member = self._acquire(
+            keys=[self.log_key, self.cooldown_key, self.paused_key, self.inflight_key, self.reservations_key],
+            args=[self.window_ms, self.limit, attempt_member, self.max_in_flight, self.slot_lease_ms, job_id,
+                  MARGIN_MS, LATE_MS])
         reason = reason.decode() if isinstance(reason, bytes) else reason
-        return bool(allowed), int(wait_ms) / 1000.0, reason
+        member = member[0].decode() if member and isinstance(member[0], bytes) else (member[0] if member else None)
+        return bool(allowed), int(wait_ms) / 1000.0, reason, member
 
     def confirm(self, attempt_member: str) -> None:
         """Count the create's window from the moment its answer arrived (see the module docstring)."""

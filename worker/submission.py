@@ -35,13 +35,20 @@ from .errors import (InsufficientCredits, MalformedResponse, RateLimited, Retrya
                      TransportError, UpstreamError)
 from .limiter import backoff, jittered
 from .schemas import build_create_body
+from .sweeping import DISPATCH_LEASE_MS, SWEEP_HORIZON_S
 from .tokens import callback_url
 
 log = logging.getLogger("kie_queue.submission")
 
-CLAIM_LEASE_MS = 60_000  # longer than one create can take (HTTP timeout + bookkeeping)
+CLAIM_MIN_LEASE_MS = 10_000
 CREDIT_PAUSE_S = 300.0
 COOLDOWN_DEFAULT_S = 1.0
+
+
+def claim_lease_ms(s) -> int:
+    """How long a submit claim lasts: longer than one create can take (HTTP timeout + bookkeeping).
+    A worker that dies holding a claim delays that job by at most this long."""
+    return max(CLAIM_MIN_LEASE_MS, int((s.http_timeout + 5) * 1000))
 
 
 def first_check_delay(s) -> float:
@@ -58,10 +65,14 @@ def poll_delay(age: float) -> float:
     return 20.0
 
 
-def attempt(rt, job_id: str) -> str:
-    """Try to submit ``job_id`` now.  Returns what happened (for logs and tests)."""
+def attempt(rt, job_id: str, resend=None) -> str:
+    """Try to submit ``job_id`` now.  Returns what happened (for logs and tests).
+
+    ``resend(delay_seconds)`` sends the job's next attempt itself when its slot is sooner than the
+    next sweep could hand it out (the job stays in the due queue, leased, in case that message is lost).
+    """
     s, store = rt.settings, rt.store
-    verdict, wait_ms, token = store.claim_submit(job_id, lease_ms=max(CLAIM_LEASE_MS, int(s.http_timeout * 2000)),
+    verdict, wait_ms, token = store.claim_submit(job_id, lease_ms=claim_lease_ms(s),
                                                  unknown_grace_ms=int(s.unknown_outcome_grace * 1000))
     if verdict == "resubmit":
         store.incr("resubmitted_after_unknown")
@@ -70,11 +81,15 @@ def attempt(rt, job_id: str) -> str:
         return verdict
     job = store.get(job_id)
     member = f"{job_id}:{uuid.uuid4().hex[:8]}"
-    allowed, wait, reason = rt.limiter.acquire(job_id, member)
+    allowed, wait, reason, member = rt.limiter.acquire(job_id, member)
     if not allowed:
-        if reason in ("cooldown", "paused"):
+        if reason in ("cooldown", "paused", "in_flight"):
             wait = jittered(wait, 1.0)
-        store.defer(job_id, token, delay_ms=int(wait * 1000), reason=reason)
+        if resend is not None and wait <= s.sweep_interval + SWEEP_HORIZON_S:
+            store.defer(job_id, token, delay_ms=int(wait * 1000) + DISPATCH_LEASE_MS, reason=reason)
+            resend(wait)
+        else:
+            store.defer(job_id, token, delay_ms=int(wait * 1000), reason=reason)
         store.incr(f"waits_{reason}")
         log.info("job %s waits %.2f s (%s)", job_id, wait, reason)
         return f"waiting:{reason}"
@@ -97,13 +112,14 @@ def attempt(rt, job_id: str) -> str:
         log.info("job %s: kie.ai answered 429; creates pause %.1f s", job_id, pause)
         return "rate-limited"
     except InsufficientCredits as exc:
+        # this job fails; the others wait until credits are back (sweep's credit check or `kie-queue resume`)
         rt.limiter.release(job_id)
         rt.limiter.pause(CREDIT_PAUSE_S)
         store.incr("upstream_402")
-        store.defer(job_id, token, delay_ms=int(jittered(CREDIT_PAUSE_S, 5.0) * 1000), reason="402",
-                    error=exc.message)
-        log.error("kie.ai answered 402 (insufficient credits): submissions paused for %.0f s", CREDIT_PAUSE_S)
-        return "paused"
+        log.error("kie.ai answered 402 (insufficient credits): submissions paused for %.0f s or until "
+                  "`kie-queue resume`", CREDIT_PAUSE_S)
+        completion.fail(rt, job_id, fail_code=exc.code, fail_msg=exc.msg)
+        return "failed"
     except (TransportError, MalformedResponse) as exc:
         if isinstance(exc, MalformedResponse) or exc.sent:
             # The create may have made a (billed) task: never re-POST blindly.

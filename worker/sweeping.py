@@ -15,13 +15,18 @@ import time
 
 log = logging.getLogger("kie_queue.sweep")
 
-DISPATCH_LEASE_MS = 30_000
+# A dispatched job is handed out again if it has not been taken this long after it was due (its
+# message was lost with a worker, or sits behind a backlog: a second dispatch is harmless, the
+# submit claim and the check are idempotent).
+DISPATCH_LEASE_MS = 5_000
+# How far ahead a sweep hands out submissions (with a countdown), beyond its own interval.
+SWEEP_HORIZON_S = 0.25
 RECLAIM_EVERY_S = 30.0
 
 
 def sweep(rt, submit_task, check_task) -> dict:
     s, store = rt.settings, rt.store
-    horizon = int(s.sweep_interval * 1000) + 250
+    horizon = int((s.sweep_interval + SWEEP_HORIZON_S) * 1000)
     submits = store.claim_due("submit", horizon_ms=horizon, lease_ms=DISPATCH_LEASE_MS)
     for job_id, due_in_ms in submits:
         submit_task.apply_async((job_id,), countdown=due_in_ms / 1000.0 if due_in_ms > 0 else None,
@@ -60,4 +65,5 @@ def _maybe_lift_credit_pause(rt) -> None:
         return
     if credits > 0:
         rt.limiter.resume()
+        rt.store.wake_submits()
         log.info("credits are back (%.2f): submissions resume", credits)

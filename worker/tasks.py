@@ -67,21 +67,27 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
     parking.mark_submitted(self, job_id)
     state, created, _ = store.accept(
         job_id, model=model, input=cleaned, timeout=float(timeout or rt.settings.job_timeout),
-        waiter_id=self.request.id, waiter=parked, first_claim_ms=submission.CLAIM_LEASE_MS)
+        waiter_id=self.request.id, waiter=parked, first_claim_ms=submission.claim_lease_ms(rt.settings))
     if created:
         store.incr("jobs_accepted")
-        submission.attempt(rt, job_id)
+        submission.attempt(rt, job_id, _resender(job_id))
     elif state in ("succeeded", "failed", "timed_out"):
         completion.finish_waiters(rt, job_id)
     elif state == "accepted":
-        submission.attempt(rt, job_id)
+        submission.attempt(rt, job_id, _resender(job_id))
     raise parking.stop()
+
+
+def _resender(job_id: str):
+    def resend(delay: float) -> None:
+        submit.apply_async((job_id,), countdown=delay if delay > 0 else None, queue=runtime().settings.queue)
+    return resend
 
 
 @app.task(name="kie.submit")
 def submit(job_id: str):
-    """A due createTask attempt (sent by the sweep)."""
-    return submission.attempt(runtime(), job_id)
+    """A due createTask attempt (sent by the sweep, or by an attempt whose slot is less than a sweep away)."""
+    return submission.attempt(runtime(), job_id, _resender(job_id))
 
 
 @app.task(name="kie.check")

@@ -12,6 +12,7 @@ still in flight or had an unknown outcome adopts the callback's taskId once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -92,6 +93,10 @@ def from_callback(rt, job_id: str) -> str:
             log.info("job %s: could not confirm callback (%s); the sweep will poll", job_id, exc)
             store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000))
             return "unconfirmed"
+        if outcome.credits is None and reported.task_id == outcome.task_id:
+            # recordInfo carries no credit figures; the callback's are informational, keep them
+            outcome = dataclasses.replace(outcome, credits=reported.credits,
+                                          remained_credits=reported.remained_credits)
         if outcome.terminal and outcome.state != reported.state:
             store.incr("callbacks_contradicted")
             log.warning("job %s: callback said %s but recordInfo says %s; trusting recordInfo",

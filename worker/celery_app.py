@@ -76,6 +76,10 @@ app = create_app()
 def unsafe_settings(conf) -> list[str]:
     """The names of safe defaults that the effective configuration undoes."""
     bad = [name for name, value in SAFE.items() if conf.get(name) != value]
+    for name in ("accept_content", "result_accept_content"):
+        accepted = conf.get(name)
+        if accepted is not None and any(c not in ("json", "application/json") for c in accepted):
+            bad.append(name)
     vt = (conf.get("broker_transport_options") or {}).get("visibility_timeout")
     if str(conf.get("broker_url", "")).startswith(("redis", "rediss")) and vt is not None and vt < 300:
         bad.append("broker_transport_options.visibility_timeout")

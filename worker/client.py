@@ -82,6 +82,10 @@ class KieClient:
         except requests.Timeout as exc:
             sent = not isinstance(exc, requests.ConnectTimeout)
             raise TransportError(self._clean(f"{type(exc).__name__}: {exc}"), sent) from None
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
+                requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as exc:
+            # refused while preparing the request: nothing left this process
+            raise TransportError(self._clean(f"{type(exc).__name__}: {exc}"), False) from None
         except requests.RequestException as exc:
             raise TransportError(self._clean(f"{type(exc).__name__}: {exc}"), True) from None
 
@@ -105,7 +109,9 @@ class KieClient:
         raise error_for(code, self._clean(env.msg or ""), response.status_code, retry_after)
 
     def _clean(self, text: str) -> str:
-        return redact(text, [self._api_key])
+        # the key as written, and as Python's repr escapes it inside messages
+        escaped = self._api_key.encode("unicode_escape").decode("ascii", "replace")
+        return redact(text, [self._api_key, escaped, repr(self._api_key)[1:-1]])
 
     # -- endpoints -------------------------------------------------------------------------
     def create_task(self, body: dict) -> str:

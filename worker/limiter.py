@@ -60,7 +60,9 @@ if mine then
   if at then
     at = tonumber(at)
     if at > now then return {0, at - now, 'reserved'} end
-    if now - at <= tonumber(ARGV[8]) then
+    -- still safe?  A create confirmed late (moved to its answer time) may have crowded the window.
+    local crowd = redis.call('ZCOUNT', KEYS[1], '(' .. (at - window - margin), at)
+    if now - at <= tonumber(ARGV[8]) and crowd <= limit then
       redis.call('HDEL', KEYS[5], ARGV[6])
       return take(mine, at)
     end

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
+import urllib.parse
 from typing import Mapping
 
 from .errors import ConfigError
@@ -50,7 +52,7 @@ def _secret_field():
     return dataclasses.field(default=None, repr=False)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Settings:
     api_key: str | None = _secret_field()
     base_url: str = "https://api.kie.ai"
@@ -86,9 +88,24 @@ class Settings:
         return self.webhook_secrets[0] if self.webhook_secrets else None
 
     def secrets(self) -> list[str]:
-        """Every configured secret value, for redaction."""
+        """Every configured secret value, for redaction (including passwords inside service URLs)."""
         vals = [self.api_key, self.webhook_hmac_key, *self.webhook_secrets]
+        for u in (self.redis_url, self.broker_url, self.result_backend):
+            password = urllib.parse.urlsplit(u).password if u else None
+            if password:
+                vals.append(password)
         return [v for v in vals if v]
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("redis_url", "broker_url", "result_backend") and value:
+                value = _mask_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     def require_api_key(self) -> str:
         if not self.api_key:
@@ -113,6 +130,8 @@ class Settings:
                 value = kind(raw)
             except ValueError:
                 raise ConfigError(name, f"expected a {'whole ' if kind is int else ''}number, got {raw!r}") from None
+            if not math.isfinite(value):
+                raise ConfigError(name, f"expected a finite number, got {raw!r}")
             if value < minimum:
                 raise ConfigError(name, f"must be at least {minimum:g}, got {raw!r}")
             return value
@@ -183,7 +202,7 @@ class Settings:
 
 def _mask_url(raw: str) -> str:
     """Hide a password in ``scheme://user:password@host`` so a config error never shows it."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", raw)
+    return re.sub(r"^((?:[a-zA-Z][a-zA-Z0-9+.-]*://)?[^:/@]*:)[^@/]*@", r"\1***@", raw)
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,367 @@
+"""Tests of worker.settings: every environment variable parsed and checked in one place.
+
+``Settings.from_env`` is given a mapping (never the process environment), except in the one test of
+the cached ``settings()`` accessor, which uses pytest's ``monkeypatch`` and clears the cache after.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from worker.errors import ConfigError
+from worker.settings import RateLimit, Settings, settings
+
+API_KEY = "sk-settings-test-4f1d2c3b"
+SECRET_A = "whsec-settings-A-91ab"
+SECRET_B = "whsec-settings-B-72cd"
+HMAC_KEY = "hmac-settings-5e6f7a8b"
+
+
+def from_env(**env) -> Settings:
+    return Settings.from_env(env)
+
+
+def config_error(**env) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    return info.value
+
+
+# -- defaults -----------------------------------------------------------------------------------
+
+
+def test_defaults_match_the_design_table():
+    s = from_env()
+    assert s.api_key is None
+    assert s.base_url == "https://api.kie.ai"
+    assert s.callback_url is None
+    assert s.webhook_secrets == () and s.webhook_secret is None
+    assert s.webhook_hmac_key is None
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert s.broker_url == s.redis_url and s.result_backend == s.redis_url
+    assert s.rate_limit == RateLimit(20, 10.0)
+    assert s.max_in_flight == 100
+    assert s.job_timeout == 900.0
+    assert s.storage_dir == "./kie-output"
+    assert s.download_allow_hosts == ()
+    assert s.key_prefix == "kie"
+    assert s.queue == "celery"
+    assert s.verify_callbacks is True
+    assert s.secrets() == []
+
+
+def test_blank_values_mean_default():
+    s = from_env(KIE_RATE_LIMIT="  ", KIE_MAX_IN_FLIGHT="", KIE_QUEUE=" ", REDIS_URL="")
+    assert s.rate_limit == RateLimit(20, 10.0)
+    assert s.max_in_flight == 100
+    assert s.queue == "celery"
+    assert s.redis_url == "redis://localhost:6379/0"
+
+
+def test_require_api_key():
+    with pytest.raises(ConfigError) as info:
+        from_env().require_api_key()
+    assert info.value.variable == "KIE_API_KEY"
+    assert from_env(KIE_API_KEY=API_KEY).require_api_key() == API_KEY
+
+
+# -- every variable -----------------------------------------------------------------------------
+
+
+def test_every_variable_is_read():
+    s = from_env(
+        KIE_API_KEY=f"  {API_KEY}  ",
+        KIE_BASE_URL="http://127.0.0.1:8011/",
+        KIE_CALLBACK_URL="https://hooks.example.com/base/",
+        KIE_WEBHOOK_SECRET=SECRET_A,
+        KIE_WEBHOOK_HMAC_KEY=HMAC_KEY,
+        REDIS_URL="redis://127.0.0.1:6379/4",
+        CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",
+        CELERY_RESULT_BACKEND="redis://127.0.0.1:6379/6",
+        KIE_RATE_LIMIT="7/3s",
+        KIE_MAX_IN_FLIGHT="12",
+        KIE_JOB_TIMEOUT="61.5",
+        KIE_STORAGE_DIR="/tmp/kie-out",
+        KIE_DOWNLOAD_ALLOW_HOSTS="127.0.0.1, 10.0.0.0/8 ,,localhost",
+        KIE_KEY_PREFIX="tenant-a:kie",
+        KIE_QUEUE="kie.jobs",
+        KIE_HTTP_TIMEOUT="2.5",
+        KIE_VERIFY_CALLBACKS="off",
+        KIE_WEBHOOK_TOLERANCE="30",
+        KIE_CALLBACK_GRACE="0",
+        KIE_UNKNOWN_OUTCOME_GRACE="5",
+        KIE_MAX_ATTEMPTS="3",
+        KIE_BACKOFF_BASE="0.2",
+        KIE_BACKOFF_CAP="4",
+        KIE_SWEEP_INTERVAL="0.5",
+        KIE_DOWNLOAD_MAX_BYTES="1024",
+        KIE_WEBHOOK_MAX_BODY="2048",
+    )
+    assert s.api_key == API_KEY
+    assert s.base_url == "http://127.0.0.1:8011"
+    assert s.callback_url == "https://hooks.example.com/base"
+    assert s.webhook_secrets == (SECRET_A,) and s.webhook_secret == SECRET_A
+    assert s.webhook_hmac_key == HMAC_KEY
+    assert s.redis_url == "redis://127.0.0.1:6379/4"
+    assert s.broker_url == "amqp://guest:guest@127.0.0.1:5672//"
+    assert s.result_backend == "redis://127.0.0.1:6379/6"
+    assert s.rate_limit == RateLimit(7, 3.0)
+    assert s.max_in_flight == 12 and isinstance(s.max_in_flight, int)
+    assert s.job_timeout == 61.5
+    assert s.storage_dir == "/tmp/kie-out"
+    assert s.download_allow_hosts == ("127.0.0.1", "10.0.0.0/8", "localhost")
+    assert s.key_prefix == "tenant-a:kie"
+    assert s.queue == "kie.jobs"
+    assert s.http_timeout == 2.5
+    assert s.verify_callbacks is False
+    assert s.callback_tolerance == 30.0
+    assert s.callback_grace == 0.0
+    assert s.unknown_outcome_grace == 5.0
+    assert s.max_attempts == 3
+    assert s.backoff_base == 0.2 and s.backoff_cap == 4.0
+    assert s.sweep_interval == 0.5
+    assert s.download_max_bytes == 1024
+    assert s.webhook_max_body == 2048
+    assert set(s.secrets()) == {API_KEY, SECRET_A, HMAC_KEY, "guest"}   # the broker URL's password too
+
+
+def test_broker_and_backend_follow_redis_url():
+    s = from_env(REDIS_URL="rediss://cache.example:6380/2")
+    assert s.broker_url == s.result_backend == "rediss://cache.example:6380/2"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("1", True), ("true", True), ("YES", True), ("on", True),
+    ("0", False), ("False", False), ("no", False), ("OFF", False),
+])
+def test_flag_spellings(raw, expected):
+    assert from_env(KIE_VERIFY_CALLBACKS=raw).verify_callbacks is expected
+
+
+def test_flag_rejects_other_words():
+    err = config_error(KIE_VERIFY_CALLBACKS="maybe")
+    assert err.variable == "KIE_VERIFY_CALLBACKS"
+    assert "'maybe'" in str(err)
+
+
+# -- KIE_RATE_LIMIT -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, limit, window", [
+    ("20/10s", 20, 10.0),
+    ("2/s", 2, 1.0),
+    ("100/min", 100, 60.0),
+    ("100/m", 100, 60.0),
+    ("1000/h", 1000, 3600.0),
+    ("1000/hour", 1000, 3600.0),
+    ("5/1.5s", 5, 1.5),
+    ("5/500ms", 5, 0.5),
+    ("3/10sec", 3, 10.0),
+    (" 20 / 10 s ", 20, 10.0),
+])
+def test_rate_limit_forms(raw, limit, window):
+    rl = from_env(KIE_RATE_LIMIT=raw).rate_limit
+    assert (rl.limit, rl.window) == (limit, window)
+    assert isinstance(rl.limit, int)
+
+
+def test_rate_limit_str_round_trips():
+    for raw in ("20/10s", "5/1.5s", "1000/h"):
+        rl = RateLimit.parse(raw)
+        assert RateLimit.parse(str(rl)) == rl
+
+
+@pytest.mark.parametrize("raw", [
+    "20", "twenty/10s", "20/10x", "20/", "/10s", "0/10s", "20/0s", "20/0.0s", "-1/10s", "20/-10s",
+    "20/10s/5", "1.5/10s", "20 per 10s", "20/s10",
+])
+def test_rate_limit_malformed_names_variable_and_value(raw):
+    err = config_error(KIE_RATE_LIMIT=raw)
+    assert err.variable == "KIE_RATE_LIMIT"
+    assert "KIE_RATE_LIMIT" in str(err)
+    assert repr(raw.strip()) in str(err)
+
+
+# -- numbers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("KIE_MAX_IN_FLIGHT", "0"),
+    ("KIE_MAX_IN_FLIGHT", "-5"),
+    ("KIE_JOB_TIMEOUT", "0.5"),
+    ("KIE_HTTP_TIMEOUT", "0.01"),
+    ("KIE_WEBHOOK_TOLERANCE", "0"),
+    ("KIE_CALLBACK_GRACE", "-1"),
+    ("KIE_UNKNOWN_OUTCOME_GRACE", "-0.1"),
+    ("KIE_MAX_ATTEMPTS", "0"),
+    ("KIE_BACKOFF_BASE", "0"),
+    ("KIE_BACKOFF_CAP", "0.001"),
+    ("KIE_SWEEP_INTERVAL", "0.01"),
+    ("KIE_DOWNLOAD_MAX_BYTES", "0"),
+    ("KIE_WEBHOOK_MAX_BODY", "1000"),
+])
+def test_numbers_below_minimum(name, raw):
+    err = config_error(**{name: raw})
+    assert err.variable == name
+    assert "at least" in str(err) and repr(raw) in str(err)
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("KIE_MAX_IN_FLIGHT", "ten"),
+    ("KIE_MAX_IN_FLIGHT", "1.5"),
+    ("KIE_MAX_ATTEMPTS", "3.0"),
+    ("KIE_JOB_TIMEOUT", "15m"),
+    ("KIE_HTTP_TIMEOUT", "abc"),
+])
+def test_numbers_not_numbers(name, raw):
+    err = config_error(**{name: raw})
+    assert err.variable == name
+    assert repr(raw) in str(err)
+
+
+def test_minimum_values_are_accepted():
+    s = from_env(KIE_MAX_IN_FLIGHT="1", KIE_JOB_TIMEOUT="1", KIE_CALLBACK_GRACE="0",
+                 KIE_WEBHOOK_MAX_BODY="1024", KIE_HTTP_TIMEOUT="0.1")
+    assert (s.max_in_flight, s.job_timeout, s.callback_grace, s.webhook_max_body, s.http_timeout) == \
+        (1, 1.0, 0.0, 1024, 0.1)
+
+
+@pytest.mark.parametrize("name", ["KIE_JOB_TIMEOUT", "KIE_HTTP_TIMEOUT", "KIE_BACKOFF_CAP"])
+def test_nan_is_rejected(name):
+    with pytest.raises(ConfigError):
+        Settings.from_env({name: "nan"})
+
+
+# -- callbacks and secrets ----------------------------------------------------------------------
+
+
+def test_callback_url_requires_a_webhook_secret():
+    err = config_error(KIE_CALLBACK_URL="https://hooks.example.com")
+    assert err.variable == "KIE_WEBHOOK_SECRET"
+    assert "KIE_CALLBACK_URL" in str(err)
+
+
+def test_callback_url_with_only_blank_secrets_is_refused():
+    err = config_error(KIE_CALLBACK_URL="https://hooks.example.com", KIE_WEBHOOK_SECRET=" , ,")
+    assert err.variable == "KIE_WEBHOOK_SECRET"
+
+
+def test_comma_separated_secrets_rotate_first_is_current():
+    s = from_env(KIE_CALLBACK_URL="https://hooks.example.com",
+                 KIE_WEBHOOK_SECRET=f" {SECRET_A} ,{SECRET_B},, ")
+    assert s.webhook_secrets == (SECRET_A, SECRET_B)
+    assert s.webhook_secret == SECRET_A
+    assert set(s.secrets()) == {SECRET_A, SECRET_B}
+
+
+def test_secret_without_callback_url_is_kept_for_the_webhook():
+    s = from_env(KIE_WEBHOOK_SECRET=SECRET_A)
+    assert s.callback_url is None and s.webhook_secret == SECRET_A
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("REDIS_URL", "localhost:6379"),
+    ("REDIS_URL", "http://localhost:6379"),
+    ("CELERY_BROKER_URL", "kafka://broker:9092"),
+    ("CELERY_RESULT_BACKEND", "amqp://guest@rabbit//"),
+    ("KIE_BASE_URL", "api.kie.ai"),
+    ("KIE_BASE_URL", "ftp://api.kie.ai"),
+])
+def test_bad_urls_name_the_variable(name, raw):
+    env = {name: raw}
+    err = config_error(**env)
+    assert err.variable == name
+    assert repr(raw) in str(err)
+
+
+def test_bad_callback_url():
+    err = config_error(KIE_CALLBACK_URL="hooks.example.com/kie", KIE_WEBHOOK_SECRET=SECRET_A)
+    assert err.variable == "KIE_CALLBACK_URL"
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("REDIS_URL", "http://user:hunter2pass@redis.example:6379/0"),
+    ("REDIS_URL", "mysql://:hunter2pass@db.example/0"),
+    ("CELERY_BROKER_URL", "sqs://AKIAEXAMPLE:hunter2pass@queue.example//"),
+    ("CELERY_RESULT_BACKEND", "amqp://guest:hunter2pass@rabbit:5672//"),
+])
+def test_bad_url_masks_the_password(name, raw):
+    err = config_error(**{name: raw})
+    assert err.variable == name
+    assert "hunter2pass" not in str(err) and "hunter2pass" not in repr(err.args)
+    assert "***" in str(err)
+
+
+def test_bad_url_without_scheme_masks_the_password():
+    err = config_error(REDIS_URL="user:hunter2pass@redis.example:6379/0")
+    assert err.variable == "REDIS_URL"
+    assert "hunter2pass" not in str(err)
+
+
+def test_uppercase_scheme_is_accepted():
+    assert from_env(REDIS_URL="REDIS://127.0.0.1:6379/1").redis_url == "REDIS://127.0.0.1:6379/1"
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("KIE_KEY_PREFIX", "has space"),
+    ("KIE_KEY_PREFIX", "x" * 65),
+    ("KIE_KEY_PREFIX", "a/b"),
+    ("KIE_QUEUE", "two words"),
+    ("KIE_QUEUE", "q*"),
+])
+def test_bad_names(name, raw):
+    err = config_error(**{name: raw})
+    assert err.variable == name
+    assert repr(raw) in str(err)
+
+
+# -- secrets stay out of repr -------------------------------------------------------------------
+
+
+def test_repr_hides_every_secret():
+    s = from_env(KIE_API_KEY=API_KEY, KIE_CALLBACK_URL="https://hooks.example.com",
+                 KIE_WEBHOOK_SECRET=f"{SECRET_A},{SECRET_B}", KIE_WEBHOOK_HMAC_KEY=HMAC_KEY)
+    for text in (repr(s), str(s), f"{s}", f"{s!r}"):
+        for secret in (API_KEY, SECRET_A, SECRET_B, HMAC_KEY):
+            assert secret not in text
+    # the rest is still useful in a log
+    assert "hooks.example.com" in repr(s) and "RateLimit(limit=20" in repr(s)
+
+
+def test_repr_hides_a_redis_password():
+    s = from_env(REDIS_URL="redis://:redispass-77aa@redis.example:6379/0")
+    assert "redispass-77aa" not in repr(s)
+
+
+# -- the cached accessor ------------------------------------------------------------------------
+
+
+def test_settings_reads_the_environment_once(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("KIE_", "CELERY_")) or key == "REDIS_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("KIE_MAX_IN_FLIGHT", "7")
+    monkeypatch.setenv("KIE_RATE_LIMIT", "3/2s")
+    settings.cache_clear()
+    try:
+        first = settings()
+        assert first.max_in_flight == 7 and first.rate_limit == RateLimit(3, 2.0)
+        monkeypatch.setenv("KIE_MAX_IN_FLIGHT", "9")
+        assert settings() is first and settings().max_in_flight == 7
+        settings.cache_clear()
+        assert settings().max_in_flight == 9
+    finally:
+        settings.cache_clear()
+
+
+def test_settings_is_frozen():
+    s = from_env()
+    with pytest.raises(Exception):
+        s.max_in_flight = 5  # type: ignore[misc]
+    assert not math.isnan(s.job_timeout)

@@ -42,6 +42,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import connection as urllib3_connection
 
@@ -104,7 +105,7 @@ class AllowList:
         candidates = [ip, *_embedded_ipv4(ip)]
         if any(c in net for c in candidates for net in self.networks):
             return None
-        for c in candidates:
+        for c in reversed(candidates):  # an embedded IPv4 address says most about where we would connect
             kind = _non_global_kind(c)
             if kind:
                 return (f"address {address} of host {host!r} is {kind}; "
@@ -133,7 +134,7 @@ def _embedded_ipv4(ip) -> list:
 def _non_global_kind(ip) -> str | None:
     for attr, kind in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
                        ("is_link_local", "link-local"), ("is_multicast", "multicast"),
-                       ("is_private", "private"), ("is_reserved", "reserved")):
+                       ("is_reserved", "reserved"), ("is_private", "private")):
         if getattr(ip, attr):
             return kind
     if not ip.is_global:
@@ -290,7 +291,7 @@ def fetch_to_storage(url: str, storage: Storage, name: str, *, allow_hosts: Iter
             response.close()
     except _Refused as e:
         raise DownloadError(safe_url, str(e)) from None
-    except requests.RequestException as e:
+    except (requests.RequestException, Urllib3Error) as e:
         if _is_timeout(e) or time.monotonic() >= deadline:
             raise DownloadError(safe_url, f"timed out (the limit is {timeout:g} s for the whole download)") from None
         raise DownloadError(safe_url, f"transport error: {_describe(e)}") from None
@@ -406,18 +407,19 @@ def _chain_head(head: bytes, rest):
 
 def _timed_chunks(response: requests.Response, deadline: float):
     """Yield body chunks, failing once ``deadline`` passes; each socket read waits at most the time left."""
-    chunks = response.iter_content(CHUNK_SIZE)
+    raw = response.raw
+    # read1 returns what has arrived (up to CHUNK_SIZE) instead of waiting for a full chunk, so a
+    # body that trickles in a byte at a time still comes back here to check the deadline.
+    read = raw.read1 if hasattr(raw, "read1") else functools.partial(raw.read, decode_content=True)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise requests.Timeout("download deadline passed")
         _limit_read_wait(response, remaining)
-        try:
-            chunk = next(chunks)
-        except StopIteration:
+        chunk = read(CHUNK_SIZE)
+        if not chunk:
             return
-        if chunk:
-            yield chunk
+        yield chunk
 
 
 def _limit_read_wait(response: requests.Response, seconds: float) -> None:

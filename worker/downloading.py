@@ -1,13 +1,13 @@
 """The ``kie.download`` task body: copy a job's result files into storage, retrying transient failures.
 
-The safety rules (schemes, private addresses, redirects, size, type) live in ``worker.download``;
+The safety rules (schemes, private addresses, redirects, size, type) live in ``worker.fetching``;
 storage in ``worker.storage``.  A refused download (policy) fails at once; a transport failure is
 retried with backoff, at most three times.
 """
 
 from __future__ import annotations
 
-from .download import download_result
+from .fetching import download_result
 from .errors import DownloadError, InvalidInput
 from .storage import storage_from_settings
 

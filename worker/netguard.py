@@ -5,7 +5,7 @@ network is allowed by ``KIE_DOWNLOAD_ALLOW_HOSTS``).  ``CheckedAdapter`` / ``dow
 requests connections that resolve the host again at connect time, check every address, and connect
 only to a checked one (so DNS rebinding between the check and the connection gains nothing).
 This relies on urllib3 2.x's connection classes (``_new_conn``, ``_dns_host``).
-The download rules themselves (schemes, redirects, size, type) live in ``worker.download``.
+The download rules themselves (schemes, redirects, size, type) live in ``worker.fetching``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A storage maps safe relative names (``<job_id>/0.png``) to stored files and writes them atomically:
 a reader sees the old file or the complete new one, and a failed write leaves nothing behind.  The
 interface is small so an object store (S3, GCS) can implement it later; ``LocalStorage`` is the one
-implementation today.  This module does no network I/O and no URL checking (see ``worker.download``);
+implementation today.  This module does no network I/O and no URL checking (see ``worker.fetching``);
 it touches the filesystem only when a file is written.
 """
 

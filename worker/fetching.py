@@ -1,4 +1,6 @@
-"""Copying result images from URLs into storage, safely: the code behind ``kie.download``.
+"""Copying result images from URLs into storage, safely: the rules behind ``kie.download``.
+
+(Not named ``download``: a submodule of that name would shadow the task ``worker.download``.)
 
 ``fetch_to_storage`` downloads one URL; ``download_result`` stores every URL of a finished job's result
 as ``<job_id>/<index>.<ext>``.  Before anything is written they refuse:

@@ -1,4 +1,4 @@
-"""Tests of worker.download and worker.storage against a real local HTTP server.
+"""Tests of worker.fetching and worker.storage against a real local HTTP server.
 
 The server runs on 127.0.0.1 (loopback, so every test that expects success allows it explicitly).
 Redirects to 10.0.0.1 and 169.254.169.254 are never connected to: a spy on ``socket.socket.connect``
@@ -19,7 +19,7 @@ import pytest
 import requests
 from PIL import Image
 
-from worker.download import (AllowList, download_result, download_session, fetch_to_storage, job_dir, sniff)
+from worker.fetching import (AllowList, download_result, download_session, fetch_to_storage, job_dir, sniff)
 from worker.errors import ConfigError, DownloadError
 from worker.storage import LocalStorage, storage_from_settings, validate_name
 

@@ -35,7 +35,8 @@ def test_kill_during_the_create_post_adopts_the_task_from_its_callback(dep):
     dep.sim_config(create_delay=2.0)
     prompt, job_id = unique("killed mid-POST"), unique("mid").replace(" ", "-")
     res = dep.generate(prompt, job_id=job_id).apply_async()
-    wait_for(lambda: _sending(dep, job_id), 30, "create in flight")
+    # the simulator has made the task and holds its answer back: the create is in flight
+    wait_for(lambda: _sending(dep, job_id) and dep.creates_for(prompt) == 1, 30, "create in flight")
     dep.stack.kill("w1", signal.SIGKILL)
     dep.sim_config(create_delay=0)
     dep.stack.start_worker("w2", concurrency=1)
@@ -50,7 +51,8 @@ def test_kill_during_the_post_with_lost_callback_resubmits_after_grace_and_says_
     dep.sim_config(create_delay=2.0)
     prompt, job_id = unique("[sim:nocallback] killed, callback lost"), unique("lost").replace(" ", "-")
     res = dep.generate(prompt, job_id=job_id).apply_async()
-    wait_for(lambda: _sending(dep, job_id), 30, "create in flight")
+    # the simulator has made the task and holds its answer back: the create is in flight
+    wait_for(lambda: _sending(dep, job_id) and dep.creates_for(prompt) == 1, 30, "create in flight")
     dep.stack.kill("w1", signal.SIGKILL)
     dep.sim_config(create_delay=0)
     dep.stack.start_worker("w2", concurrency=1)

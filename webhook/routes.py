@@ -7,14 +7,20 @@ The callback is checked cheapest-first, and nothing is written until every check
 415   Content-Type is not JSON
 401   the per-job token in the URL does not verify (answered the same whether or not the job
       exists, so the route reveals nothing about other jobs)
-400   the body is not JSON
+400   the body is not JSON (RFC 8259 in UTF-8: no BOM, no NaN/Infinity, no duplicate keys, depth
+      within Python's recursion limit)
 422   the body fails the callback schema (field errors in ``errors``)
 401   kie.ai's signature headers missing, wrong, or stale (only with ``KIE_WEBHOOK_HMAC_KEY``)
 404   no such job
 200   the job is already finished: nothing changes (kie.ai redelivers; this is normal)
 409   the body's taskId is not this job's task
+200   the same outcome was already recorded for this (unfinished) job: a redelivery, nothing
+      changes and nothing is sent (the first delivery's ``kie.complete`` or the sweep finishes it)
 202   recorded; ``kie.complete`` sent to the workers
 ====  ===============================================================================
+
+The body's outcome is never trusted as such: the worker confirms it with ``recordInfo`` before
+completing the job (``KIE_VERIFY_CALLBACKS``), because kie.ai's signature covers only the taskId.
 """
 
 from __future__ import annotations
@@ -29,10 +35,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from worker.errors import WebhookRejected
 from worker.schemas import parse_callback
-from worker.tokens import verify_job_token
 
 from . import metrics as metrics_text
-from .verify import check_signature, check_task
+from .verify import check_job_token, check_signature, check_task
 
 log = logging.getLogger("kie_queue.webhook")
 bp = flask.Blueprint("kie", __name__)
@@ -68,16 +73,16 @@ def callback(job_id: str):
         _count("bad_content_type")
         return _answer(415, error="unsupported_media_type", detail="Content-Type must be application/json")
     try:
-        verify_job_token(job_id, flask.request.args.get("token"), s.webhook_secrets)
+        check_job_token(job_id, flask.request.args.get("token"), s.webhook_secrets)
     except WebhookRejected as exc:
         _count("unauthorized")
         return _answer(exc.status, error="unauthorized", detail=exc.message)
-    raw = flask.request.get_data(cache=False)
+    raw = _read_capped(s.webhook_max_body)
     if len(raw) > s.webhook_max_body:
         _count("too_large")
         return _answer(413, error="payload_too_large", detail=f"body over {s.webhook_max_body} bytes")
     try:
-        body = json.loads(raw)
+        body = _strict_json(raw)
     except (ValueError, RecursionError):
         _count("bad_json")
         return _answer(400, error="malformed_json", detail="body is not valid JSON")
@@ -106,13 +111,54 @@ def callback(job_id: str):
     except WebhookRejected as exc:
         _count("task_mismatch")
         return _answer(exc.status, error="task_mismatch", detail=exc.message)
-    state, deliveries = store.record_callback(job_id, outcome.to_dict())
+    reported = outcome.to_dict()
+    if job.get("callback") == json.dumps(reported):
+        _count("redelivered")
+        return _answer(200, status="ignored", detail="callback already recorded")
+    state, deliveries = store.record_callback(job_id, reported)
     if state in TERMINAL:
         _count("duplicate")
         return _answer(200, status="ignored", detail="job already finished")
     kie["celery"].send_task("kie.complete", args=[job_id], queue=s.queue)
     _count("accepted")
     return _answer(202, status="accepted", deliveries=deliveries)
+
+
+def _read_capped(cap: int) -> bytes:
+    """The body, but never more than ``cap + 1`` bytes of it (one more than allowed: "too large").
+
+    ``request.get_data()`` is not enough for a chunked body: werkzeug bounds such a stream at
+    ``MAX_CONTENT_LENGTH`` and then simply stops, so an over-long body would arrive truncated to
+    exactly the cap (and be answered 400, not 413).  ``MAX_CONTENT_LENGTH`` is ``cap + 1`` (app.py)
+    so the extra byte is there to see; reads stop as soon as it is.
+    """
+    stream = flask.request.stream
+    chunks, total = [], 0
+    while total <= cap:
+        chunk = stream.read(min(64 * 1024, cap + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs):
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        # two values for one key: parsers disagree on which wins, so refuse the document
+        raise ValueError("duplicate key in a JSON object")
+    return obj
+
+
+def _strict_json(raw: bytes):
+    """RFC 8259 JSON in UTF-8: ``NaN``/``Infinity``, duplicate object keys, a byte order mark and
+    other encodings (``json.loads(bytes)`` would guess UTF-16/32) are refused with ``ValueError``."""
+    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 def _jsonable(messages):
@@ -158,12 +204,17 @@ def openapi():
 def register_error_handlers(app: flask.Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc):
+        _count("too_large")
         return _answer(413, error="payload_too_large", detail="body too large")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        return _answer(exc.code or 500, error=(exc.name or "error").lower().replace(" ", "_"),
-                       detail=exc.description)
+        response, status = _answer(exc.code or 500, error=(exc.name or "error").lower().replace(" ", "_"),
+                                   detail=exc.description)
+        for name, value in exc.get_headers():     # e.g. Allow on a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc):

@@ -7,7 +7,9 @@
 * :func:`check_task` — the body's taskId must be the job's recorded task, or (while the create's
   outcome is unknown) not yet recorded, in which case it will be adopted once.
 
-The per-job URL token is checked by ``worker.tokens.verify_job_token``.
+* :func:`check_job_token` — the per-job token in the URL, via ``worker.tokens.verify_job_token``
+  (constant time, every configured secret), after refusing what that function cannot compare
+  (``hmac.compare_digest`` raises ``TypeError`` on non-ASCII text instead of answering "no").
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 
-from worker.errors import BadSignature, StaleTimestamp, TaskMismatch
+from worker.errors import BadSignature, BadToken, StaleTimestamp, TaskMismatch
+from worker.tokens import verify_job_token
+
+_TIMESTAMP = re.compile(r"[0-9]{1,15}", re.ASCII)
+"""Unix seconds as ASCII digits (15 digits also admit milliseconds, refused as stale, never an overflow)."""
 
 
 def signature_for(task_id: str, timestamp: str, key: str) -> str:
@@ -25,14 +32,22 @@ def signature_for(task_id: str, timestamp: str, key: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+def check_job_token(job_id: str, token: str | None, secrets) -> None:
+    """Raise ``BadToken`` unless ``token`` is the job's token under one of ``secrets``."""
+    if token and (not token.isascii() or len(token) > 512):
+        raise BadToken("job token does not verify")  # the same answer as any other wrong token
+    verify_job_token(job_id, token, secrets)
+
+
 def check_signature(task_id: str, timestamp: str | None, signature: str | None, key: str, *,
                     now: float, tolerance: float = 300.0) -> None:
+    """Raise ``BadSignature`` (missing, malformed, wrong) or ``StaleTimestamp`` (outside ``tolerance``)."""
     if not timestamp or not signature:
         raise BadSignature("missing X-Webhook-Timestamp or X-Webhook-Signature header")
-    try:
-        ts = int(timestamp.strip())
-    except ValueError:
-        raise BadSignature("X-Webhook-Timestamp is not an integer") from None
+    if not _TIMESTAMP.fullmatch(timestamp.strip()):
+        # digits only: int() would also take "+5", "1_000", "-3" or 400 digits (an OverflowError below)
+        raise BadSignature("X-Webhook-Timestamp is not an integer")
+    ts = int(timestamp.strip())
     if abs(now - ts) > tolerance:
         raise StaleTimestamp(f"X-Webhook-Timestamp is more than {tolerance:g} s from now")
     expected = signature_for(task_id, timestamp.strip(), key)

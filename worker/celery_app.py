@@ -65,8 +65,11 @@ def _defaults() -> dict:
 
 
 def create_app() -> Celery:
+    from .pump import DuePump
+
     celery = Celery("kie_queue")
     celery.add_defaults(_defaults)
+    celery.steps["worker"].add(DuePump)
     return celery
 
 

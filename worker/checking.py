@@ -16,11 +16,13 @@ import dataclasses
 import json
 import logging
 import time
+from urllib.parse import quote
 
 from . import completion
 from .errors import KieQueueError, NotFound, UpstreamError
 from .schemas import Outcome
 from .submission import first_check_delay, poll_delay
+from .tokens import CALLBACK_PATH
 
 log = logging.getLogger("kie_queue.checking")
 
@@ -79,20 +81,26 @@ def from_callback(rt, job_id: str) -> str:
         store.incr("callbacks_task_mismatch")
         log.warning("job %s: callback names task %s, not one of the job's tasks; ignored", job_id, reported.task_id)
         return "mismatch"
-    if reported.task_id not in known:
-        # The create is still in flight, or its outcome was unknown: this reveals the task.
-        recorded = store.record_task(job_id, reported.task_id, first_check_ms=int(first_check_delay(s) * 1000),
-                                     timeout_ms=int(float(job["timeout"]) * 1000), source="callback")
-        if recorded == "duplicate":
-            store.incr("duplicate_tasks")
-        store.incr("tasks_adopted_from_callback")
+    adopting = reported.task_id not in known
     if s.verify_callbacks:
         try:
             outcome = rt.client.record_info(reported.task_id)
+        except NotFound:
+            store.incr("callbacks_unknown_task")
+            log.warning("job %s: callback names task %s, which kie.ai does not know; ignored", job_id,
+                        reported.task_id)
+            return "unknown-task"
         except (UpstreamError, KieQueueError) as exc:
+            if adopting:
+                return "retry"          # the task cannot be adopted unconfirmed: the caller retries
             log.info("job %s: could not confirm callback (%s); the sweep will poll", job_id, exc)
             store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000))
             return "unconfirmed"
+        if adopting and not created_for(outcome, job_id):
+            store.incr("callbacks_foreign_task")
+            log.warning("job %s: callback names task %s, which was not created for this job; ignored", job_id,
+                        reported.task_id)
+            return "foreign-task"
         if outcome.credits is None and reported.task_id == outcome.task_id:
             # recordInfo carries no credit figures; the callback's are informational, keep them
             outcome = dataclasses.replace(outcome, credits=reported.credits,
@@ -103,10 +111,27 @@ def from_callback(rt, job_id: str) -> str:
                         job_id, reported.state, outcome.state)
     else:
         outcome = reported
+    if adopting:
+        # The create is still in flight, or its outcome was unknown: this (confirmed) callback reveals the task.
+        recorded = store.record_task(job_id, reported.task_id, first_check_ms=int(first_check_delay(s) * 1000),
+                                     timeout_ms=int(float(job["timeout"]) * 1000), source="callback")
+        if recorded == "duplicate":
+            store.incr("duplicate_tasks")
+        store.incr("tasks_adopted_from_callback")
     if not outcome.terminal:
         store.reschedule_check(job_id, int(poll_delay(0) * 1000))
         return "pending"
     return _complete(rt, job_id, outcome)
+
+
+def created_for(outcome, job_id: str) -> bool:
+    """Whether kie.ai's record of a task shows it was created for ``job_id`` (its ``callBackUrl`` names
+    the job).  A record without the request parameters cannot tell, and is taken as yes."""
+    param = outcome.param if isinstance(outcome.param, dict) else None
+    url = param.get("callBackUrl") if param else None
+    if not isinstance(url, str):
+        return True
+    return (CALLBACK_PATH + quote(job_id, safe="") + "?") in url
 
 
 def _complete(rt, job_id: str, outcome) -> str:

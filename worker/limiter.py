@@ -29,7 +29,7 @@ from .keys import Keys, account_id
 
 _ACQUIRE = """
 -- KEYS: 1 rate log, 2 cooldown, 3 paused, 4 inflight, 5 reservations
--- ARGV: 1 window_ms, 2 limit, 3 member, 4 max_in_flight, 5 slot_lease_ms, 6 job_id, 7 margin_ms, 8 late_ms
+-- ARGV: 1 window_ms, 2 limit, 3 member, 4 max_in_flight, 5 slot_lease_ms, 6 job_id, 7 margin_ms
 -- The log holds past creates and future reservations (member -> ms).  A job that cannot go now is
 -- given the earliest slot that keeps every window within the limit (appended after every other
 -- reservation: first come, first served) and told to come back then; coming back it redeems it.
@@ -60,13 +60,23 @@ if mine then
   if at then
     at = tonumber(at)
     if at > now then return {0, at - now, 'reserved'} end
-    -- still safe?  A create confirmed late (moved to its answer time) may have crowded the window.
-    local crowd = redis.call('ZCOUNT', KEYS[1], '(' .. (at - window - margin), at)
-    if now - at <= tonumber(ARGV[8]) and crowd <= limit then
-      redis.call('HDEL', KEYS[5], ARGV[6])
-      return take(mine, at)
+    -- Redeem at `now` (on time or late) if the window ending now still has room: every grant is
+    -- checked against what was really sent, so a late job, or a create confirmed late, can never
+    -- crowd a window; it only slips the slots planned after it.
+    local others = {}
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - window - margin), now)) do
+      if m ~= mine then others[#others + 1] = m end
     end
-    redis.call('ZREM', KEYS[1], mine)   -- too late to use safely: decide afresh
+    if #others < limit then
+      redis.call('ZADD', KEYS[1], now, mine)
+      redis.call('HDEL', KEYS[5], ARGV[6])
+      return take(mine, now)
+    end
+    -- crowded: slip this reservation to when the window ending then has room (it keeps its place)
+    local bind = tonumber(redis.call('ZSCORE', KEYS[1], others[#others - limit + 1]))
+    local slip = math.max(now + 1, bind + window + margin)
+    redis.call('ZADD', KEYS[1], slip, mine)
+    return {0, slip - now, 'reserved'}
   end
   redis.call('HDEL', KEYS[5], ARGV[6])
 end
@@ -100,12 +110,10 @@ return 1
 """
 
 
-# Slots are planned MARGIN_MS apart from the window's edge: a create reaches kie.ai a little after
-# the moment it was planned for (dispatch lateness + network), and the margin absorbs that.  A job
-# that comes back more than LATE_MS after its slot gives the slot up and is planned afresh, so the
-# lateness the margin must cover is bounded.  Cost: MARGIN_MS per window (1 % of 20/10 s).
+# Windows are counted MARGIN_MS longer than the upstream's: a create reaches kie.ai a little after
+# the moment it was granted (dispatch lateness + network), and the margin absorbs that.
+# Cost: MARGIN_MS per window (1 % of 20/10 s).
 MARGIN_MS = 100
-LATE_MS = 60
 
 
 class Limiter:
@@ -139,7 +147,7 @@ class Limiter:
         allowed, wait_ms, reason, *member = self._acquire(
             keys=[self.log_key, self.cooldown_key, self.paused_key, self.inflight_key, self.reservations_key],
             args=[self.window_ms, self.limit, attempt_member, self.max_in_flight, self.slot_lease_ms, job_id,
-                  MARGIN_MS, LATE_MS])
+                  MARGIN_MS])
         reason = reason.decode() if isinstance(reason, bytes) else reason
         member = member[0].decode() if member and isinstance(member[0], bytes) else (member[0] if member else None)
         return bool(allowed), int(wait_ms) / 1000.0, reason, member

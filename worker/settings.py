@@ -79,6 +79,7 @@ class Settings:
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     sweep_interval: float = 1.0
+    pump_interval: float = 0.05
     download_max_bytes: int = 50 * 1024 * 1024
     webhook_max_body: int = 64 * 1024
 
@@ -195,6 +196,7 @@ class Settings:
             backoff_base=number("KIE_BACKOFF_BASE", 1.0, float, 0.01),
             backoff_cap=number("KIE_BACKOFF_CAP", 60.0, float, 0.01),
             sweep_interval=number("KIE_SWEEP_INTERVAL", 1.0, float, 0.1),
+            pump_interval=number("KIE_PUMP_INTERVAL", 0.05, float, 0.01),
             download_max_bytes=int(number("KIE_DOWNLOAD_MAX_BYTES", 50 * 1024 * 1024, int, 1)),
             webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
         )

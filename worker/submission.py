@@ -35,7 +35,6 @@ from .errors import (InsufficientCredits, MalformedResponse, RateLimited, Retrya
                      TransportError, UpstreamError)
 from .limiter import backoff, jittered
 from .schemas import build_create_body
-from .sweeping import DISPATCH_LEASE_MS, SWEEP_HORIZON_S
 from .tokens import callback_url
 
 log = logging.getLogger("kie_queue.submission")
@@ -65,12 +64,8 @@ def poll_delay(age: float) -> float:
     return 20.0
 
 
-def attempt(rt, job_id: str, resend=None) -> str:
-    """Try to submit ``job_id`` now.  Returns what happened (for logs and tests).
-
-    ``resend(delay_seconds)`` sends the job's next attempt itself when its slot is sooner than the
-    next sweep could hand it out (the job stays in the due queue, leased, in case that message is lost).
-    """
+def attempt(rt, job_id: str) -> str:
+    """Try to submit ``job_id`` now.  Returns what happened (for logs and tests)."""
     s, store = rt.settings, rt.store
     verdict, wait_ms, token = store.claim_submit(job_id, lease_ms=claim_lease_ms(s),
                                                  unknown_grace_ms=int(s.unknown_outcome_grace * 1000))
@@ -85,11 +80,7 @@ def attempt(rt, job_id: str, resend=None) -> str:
     if not allowed:
         if reason in ("cooldown", "paused", "in_flight"):
             wait = jittered(wait, 1.0)
-        if resend is not None and wait <= s.sweep_interval + SWEEP_HORIZON_S:
-            store.defer(job_id, token, delay_ms=int(wait * 1000) + DISPATCH_LEASE_MS, reason=reason)
-            resend(wait)
-        else:
-            store.defer(job_id, token, delay_ms=int(wait * 1000), reason=reason)
+        store.defer(job_id, token, delay_ms=int(wait * 1000), reason=reason)
         store.incr(f"waits_{reason}")
         log.info("job %s waits %.2f s (%s)", job_id, wait, reason)
         return f"waiting:{reason}"

@@ -1,36 +1,30 @@
-"""The periodic sweep: hands due work to live workers.
+"""The periodic sweep: hands due status checks (and, as a fallback, due submissions) to live workers.
 
 Beat sends ``kie.sweep`` every ``KIE_SWEEP_INTERVAL`` (1 s).  The sweep takes due members of the
 job store's two due queues (a lease each, so a sweep that dies hands nothing out twice and loses
-nothing) and sends one ``kie.submit`` or ``kie.check`` per job.  Submissions due within the next
-interval are sent with a countdown of less than two seconds, so a job waiting for a rate-limit
-token goes out on time without any worker holding it for long.  Every 30 s it also returns the
+nothing) and sends one ``kie.check`` or ``kie.submit`` per job.  Submissions are normally handed
+out sooner by every worker's due-queue pump (``worker.pump``).  Every 30 s it also returns the
 in-flight slots of jobs that are finished or gone, and lifts a 402 pause once credits are back.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+
+from .pump import pump
 
 log = logging.getLogger("kie_queue.sweep")
 
-# A dispatched job is handed out again if it has not been taken this long after it was due (its
-# message was lost with a worker, or sits behind a backlog: a second dispatch is harmless, the
-# submit claim and the check are idempotent).
+# A dispatched check is handed out again if it has not been taken this long after it was due (its
+# message was lost with a worker, or sits behind a backlog: a second dispatch is harmless, checks
+# are idempotent).
 DISPATCH_LEASE_MS = 5_000
-# How far ahead a sweep hands out submissions (with a countdown), beyond its own interval.
-SWEEP_HORIZON_S = 0.25
 RECLAIM_EVERY_S = 30.0
 
 
 def sweep(rt, submit_task, check_task) -> dict:
     s, store = rt.settings, rt.store
-    horizon = int((s.sweep_interval + SWEEP_HORIZON_S) * 1000)
-    submits = store.claim_due("submit", horizon_ms=horizon, lease_ms=DISPATCH_LEASE_MS)
-    for job_id, due_in_ms in submits:
-        submit_task.apply_async((job_id,), countdown=due_in_ms / 1000.0 if due_in_ms > 0 else None,
-                                queue=s.queue)
+    submits = pump(rt, submit_task)
     checks = store.claim_due("check", horizon_ms=0, lease_ms=DISPATCH_LEASE_MS)
     for job_id, _ in checks:
         check_task.apply_async((job_id,), queue=s.queue)
@@ -38,7 +32,7 @@ def sweep(rt, submit_task, check_task) -> dict:
     if rt.redis.set(store.keys.prefix + ":sweep:reclaim", "1", nx=True, ex=int(RECLAIM_EVERY_S)):
         reclaimed = reclaim_slots(rt)
         _maybe_lift_credit_pause(rt)
-    return {"submits": len(submits), "checks": len(checks), "reclaimed": reclaimed}
+    return {"submits": submits, "checks": len(checks), "reclaimed": reclaimed}
 
 
 def reclaim_slots(rt) -> int:

@@ -70,24 +70,18 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
         waiter_id=self.request.id, waiter=parked, first_claim_ms=submission.claim_lease_ms(rt.settings))
     if created:
         store.incr("jobs_accepted")
-        submission.attempt(rt, job_id, _resender(job_id))
+        submission.attempt(rt, job_id)
     elif state in ("succeeded", "failed", "timed_out"):
         completion.finish_waiters(rt, job_id)
     elif state == "accepted":
-        submission.attempt(rt, job_id, _resender(job_id))
+        submission.attempt(rt, job_id)
     raise parking.stop()
-
-
-def _resender(job_id: str):
-    def resend(delay: float) -> None:
-        submit.apply_async((job_id,), countdown=delay if delay > 0 else None, queue=runtime().settings.queue)
-    return resend
 
 
 @app.task(name="kie.submit")
 def submit(job_id: str):
-    """A due createTask attempt (sent by the sweep, or by an attempt whose slot is less than a sweep away)."""
-    return submission.attempt(runtime(), job_id, _resender(job_id))
+    """A due createTask attempt (handed out by a worker's due-queue pump or beat's sweep)."""
+    return submission.attempt(runtime(), job_id)
 
 
 @app.task(name="kie.check")
@@ -96,10 +90,13 @@ def check(job_id: str):
     return checking.check(runtime(), job_id)
 
 
-@app.task(name="kie.complete")
-def complete(job_id: str):
+@app.task(name="kie.complete", bind=True, max_retries=5)
+def complete(self, job_id: str):
     """A callback for ``job_id`` was recorded by the webhook."""
-    return checking.from_callback(runtime(), job_id)
+    verdict = checking.from_callback(runtime(), job_id)
+    if verdict == "retry":   # kie.ai could not confirm the callback's task yet
+        raise self.retry(countdown=min(30, 2 ** self.request.retries))
+    return verdict
 
 
 @app.task(name="kie.sweep", ignore_result=True)

@@ -62,9 +62,10 @@ if mine then
     if at > now then return {0, at - now, 'reserved'} end
     -- Redeem at `now` (on time or late) if the window ending now still has room: every grant is
     -- checked against what was really sent, so a late job, or a create confirmed late, can never
-    -- crowd a window; it only slips the slots planned after it.
+    -- crowd a window; it only slips the slots planned after it.  (The margin was spent when the
+    -- slot was planned; confirmed entries sit at their answer time, after their real arrival.)
     local others = {}
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - window - margin), now)) do
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - window), now)) do
       if m ~= mine then others[#others + 1] = m end
     end
     if #others < limit then
@@ -74,7 +75,7 @@ if mine then
     end
     -- crowded: slip this reservation to when the window ending then has room (it keeps its place)
     local bind = tonumber(redis.call('ZSCORE', KEYS[1], others[#others - limit + 1]))
-    local slip = math.max(now + 1, bind + window + margin)
+    local slip = math.max(now + 1, bind + window + 1)
     redis.call('ZADD', KEYS[1], slip, mine)
     return {0, slip - now, 'reserved'}
   end

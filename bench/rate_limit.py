@@ -53,22 +53,6 @@ SIM_DURATION = "1"          # seconds each simulated task takes
 
 
 # ---------------------------------------------------------------------------------------- metrics
-def shortest_span(k: int, limit: int, window: float) -> float:
-    """Least time from the first to the k-th create under "limit in any window"."""
-    return window * (math.ceil(k / limit) - 1) if k > 0 else 0.0
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """Most creates in any closed span [t - window, t] (the simulator's own reading)."""
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] < t - window:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
-
-
 def analyse(stats: dict, rate: RateLimit, t_enqueue: float) -> dict:
     times = sorted(stats["create_accept_times"])
     n = len(times)
@@ -78,7 +62,7 @@ def analyse(stats: dict, rate: RateLimit, t_enqueue: float) -> dict:
         "accepted": n,
         "rejected_429": rejected.get("429", 0),
         "rejected_other": sum(v for k, v in rejected.items() if k != "429"),
-        "max_in_window": max_in_window(times, rate.window),
+        "max_in_window": rate.max_in_window(times),
         "accept_times": times,
     }
     if n == 0:
@@ -86,7 +70,7 @@ def analyse(stats: dict, rate: RateLimit, t_enqueue: float) -> dict:
     k95 = math.ceil(0.95 * n)
     span = times[-1] - times[0]
     span95 = times[k95 - 1] - times[0]
-    best, best95 = shortest_span(n, rate.limit, rate.window), shortest_span(k95, rate.limit, rate.window)
+    best, best95 = rate.shortest_span(n), rate.shortest_span(k95)
     out.update({
         "enqueue_to_first": times[0] - t_enqueue,
         "enqueue_to_last": times[-1] - t_enqueue,
@@ -273,7 +257,7 @@ def run_baseline(args, rate: RateLimit, workroot: Path, per_worker_rate: float, 
 
 def deadline_s(args, rate: RateLimit) -> float:
     """A bound on one scenario: 3× the shortest span of the batch plus a minute."""
-    return 3 * shortest_span(args.jobs, rate.limit, rate.window) + 60
+    return 3 * rate.shortest_span(args.jobs) + 60
 
 
 # ------------------------------------------------------------------------------------------ table

@@ -17,6 +17,7 @@ import redis as redis_lib
 
 from worker.keys import account_id
 from worker.limiter import MARGIN_MS, Limiter, backoff, jittered
+from worker.settings import RateLimit
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
 API_KEY = "sk-limiter-test-" + "9c8b7a6f5e4d"
@@ -78,14 +79,7 @@ def acquire_until_granted(limiter: Limiter, job_id: str, member: str, deadline: 
 
 
 def max_in_window(times, window):
-    """The most events in any closed span [t, t + window] (t an event time)."""
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] < t - window:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
+    return RateLimit(1, window).max_in_window(times)
 
 
 # -- the sliding window ----------------------------------------------------------------------

@@ -3,7 +3,6 @@
 The simulator enforces 20 creates in any 10 s (as kie.ai does: over it, 429 and not queued).
 """
 
-import math
 import subprocess
 import sys
 
@@ -12,24 +11,13 @@ import pytest
 import worker.errors as errors
 from harness import API_KEY, Deployment, unique
 from worker.keys import account_id
+from worker.settings import RateLimit
 from worker.stack import wait_for
 
 LIMIT, WINDOW = 20, 10.0
 
 
-def max_in_window(times, window=WINDOW):
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - window:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
-
-
-def shortest_span(k, limit=LIMIT, window=WINDOW):
-    """The least time k creates need under "limit in any window" (first to last)."""
-    return window * (math.ceil(k / limit) - 1)
+LIMIT_20_10 = RateLimit(LIMIT, WINDOW)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +39,7 @@ def test_three_workers_share_one_window_and_see_no_429(dep):
     assert all(o["state"] == "success" for o in outs)
     stats = dep.sim_stats()
     assert stats["creates_rejected"].get("429", 0) == 0
-    assert max_in_window(stats["create_accept_times"]) <= LIMIT
+    assert LIMIT_20_10.max_in_window(stats["create_accept_times"]) <= LIMIT
     assert [stats["prompts"][p] for p in prompts] == [1] * 45
 
 

@@ -12,6 +12,7 @@ import signal
 import pytest
 
 from harness import Deployment, unique
+from worker.settings import RateLimit
 from worker.stack import wait_for
 
 SHORT = {"KIE_HTTP_TIMEOUT": "3", "KIE_UNKNOWN_OUTCOME_GRACE": "4", "KIE_RATE_LIMIT": "20/10s"}
@@ -103,7 +104,7 @@ def test_sixty_jobs_at_the_allowed_rate_with_a_worker_killed_mid_run(tmp_path):
         times = sorted(stats["create_accept_times"])
         assert len(times) == 60 and stats["creates_rejected"].get("429", 0) == 0
         k = math.ceil(0.95 * 60)
-        shortest = 10.0 * (math.ceil(k / 20) - 1)
+        shortest = RateLimit(20, 10.0).shortest_span(k)
         assert times[k - 1] - times[0] <= shortest / 0.97, (times[k - 1] - times[0], shortest)
         assert [stats["prompts"][p] for p in prompts] == [1] * 60
     finally:

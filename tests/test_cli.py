@@ -60,6 +60,9 @@ def test_submit_wait_prints_the_result_and_status_shows_the_record(dep):
     status = subprocess.run([KIE, "status", job_id], env=dep.stack.env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0
     assert json.loads(status.stdout)["state"] == "succeeded"
+    by_task = subprocess.run([KIE, "status", result["task_id"]], env=dep.stack.env, capture_output=True, text=True,
+                             timeout=60)
+    assert by_task.returncode == 0 and json.loads(by_task.stdout)["job_id"] == job_id
 
 
 def test_submit_refuses_bad_input_before_enqueueing(dep):

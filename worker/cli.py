@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--no-download", action="store_true", help="do not chain kie.download")
     submit.add_argument("--wait", action="store_true", help="show progress and print the result")
 
-    status = sub.add_parser("status", help="show a job's record")
+    status = sub.add_parser("status", help="show a job's record (by job id, or by kie.ai taskId)")
     status.add_argument("job_id")
 
     sim = sub.add_parser("sim", help="run the kie.ai simulator (arguments are passed to python -m kiesim)")
@@ -111,7 +111,10 @@ def _submit(args) -> int:
 def _status(job_id: str) -> int:
     from .runtime import runtime
 
-    job = runtime().store.get(job_id)
+    store = runtime().store
+    job = store.get(job_id)
+    if job is None and store.job_for_task(job_id):
+        job = store.get(store.job_for_task(job_id))
     if job is None:
         print(f"kie-queue: no job {job_id!r}", file=sys.stderr)
         return 1

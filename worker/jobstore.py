@@ -18,7 +18,6 @@ only to Redis: no HTTP, no Celery.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -321,16 +320,9 @@ class JobStore:
         return bool(self._script(_RESCHEDULE)(
             keys=[self.keys.due_check, self.keys.job(job_id)], args=[job_id, max(0, int(delay_ms)), "submitted"]))
 
-    def set_fields(self, job_id: str, **fields) -> None:
-        self.redis.hset(self.keys.job(job_id), mapping={k: v for k, v in fields.items()})
-
     # -- metrics ---------------------------------------------------------------------------
     def incr(self, counter: str, amount: int = 1) -> None:
         self.redis.hincrby(self.keys.metrics, counter, amount)
 
     def counters(self) -> dict[str, int]:
         return {_decode(k): int(v) for k, v in self.redis.hgetall(self.keys.metrics).items()}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -4,12 +4,9 @@ One deployment for the module (simulator, gunicorn webhook, one worker with two 
 and a user's worker on its own queue); each test uses its own prompts and job ids.
 """
 
-import json
 import os
 
 import pytest
-from celery import chain, chord, group
-from celery.exceptions import TimeoutError as CeleryTimeout
 
 import worker.errors as errors
 from harness import Deployment, unique
@@ -140,40 +137,6 @@ def test_invalid_input_fails_at_once_naming_field(dep, inp, field):
     assert sum(after["creates_rejected"].values()) == sum(before["creates_rejected"].values())
 
 
-def test_generate_in_a_group(dep):
-    prompts = [unique(f"group {i}") for i in range(3)]
-    res = group(dep.generate(p) for p in prompts).apply_async()
-    outs = res.get(timeout=60)
-    assert [o["state"] for o in outs] == ["success"] * 3
-    assert len({o["task_id"] for o in outs}) == 3
-
-
-def test_chord_waits_for_generate_as_last_step_of_header(dep):
-    tag = unique("chord").replace(" ", "-")
-    pre = dep.producer.signature("user.record", args=("seed",), kwargs={"tag": tag + "-pre"},
-                                 queue=dep.user_queue, immutable=True)
-    header = [dep.generate(unique("chord a")),
-              chain(pre, dep.generate(unique("chord b")).set(immutable=True)),
-              chain(dep.generate(unique("chord c")), dep.download())]
-    res = chord(header)(dep.user_task(tag))
-    res.get(timeout=90)
-    [received] = dep.wait_recorded(tag)
-    assert len(received) == 3
-    assert all(r["state"] == "success" for r in received)
-    assert "files" in received[2]
-
-
-def test_chord_body_fails_when_header_generation_fails(dep):
-    tag = unique("chordfail").replace(" ", "-")
-    header = [dep.generate(unique("ok one")), dep.generate(unique("[sim:fail] bad one"))]
-    res = chord(header)(dep.user_task(tag))
-    with pytest.raises(errors.GenerationFailed):
-        res.get(timeout=60)
-    # the body is failed when the last header member reports (the chord join), not before
-    wait_for(lambda: res.state == "FAILURE", 60, "chord body FAILURE")
-    assert dep.recorded(tag) == []
-
-
 def test_same_job_id_twice_is_one_upstream_task(dep):
     prompt = unique("idempotent")
     job_id = unique("same").replace(" ", "-")
@@ -193,3 +156,15 @@ def test_webhook_health_and_metrics(dep):
     assert r.status_code == 200 and r.json()["status"] == "ok"
     m = requests.get(dep.web_url + "/metrics", timeout=5).text
     assert "kie_jobs_accepted_total" in m and "kie_in_flight " in m
+
+
+def test_job_id_of_a_rejected_call_can_be_used_again_with_valid_input(dep):
+    job_id = unique("retry-after-reject").replace(" ", "-")
+    bad = dep.producer.signature("kie.generate", kwargs={"input": {"prompt": ""}, "job_id": job_id},
+                                 queue=dep.queue).apply_async()
+    with pytest.raises(errors.InvalidInput):
+        bad.get(timeout=30)
+    assert dep.job(job_id)["state"] == "rejected"
+    prompt = unique("fixed input")
+    assert dep.generate(prompt, job_id=job_id).apply_async().get(timeout=60)["state"] == "success"
+    assert dep.creates_for(prompt) == 1

@@ -35,6 +35,10 @@ _ACCEPT = _NOW + """
 -- tries at once and the lease covers its death), then adds the waiter if absent.
 -- Returns {state, created (0/1), waiter_added (0/1)}.
 local created = 0
+if redis.call('HGET', KEYS[1], 'state') == 'rejected' then
+  -- an earlier call with this job id had invalid input and sent nothing upstream: start afresh
+  redis.call('DEL', KEYS[1])
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'job_id', ARGV[1], 'state', 'accepted', 'model', ARGV[2], 'input', ARGV[3],
              'timeout', ARGV[4], 'created_at', now, 'updated_at', now, 'attempts', 0, 'errors', 0,

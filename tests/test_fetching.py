@@ -91,6 +91,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(PNG)
         elif path == "/missing":
             self._send(b"nope", "text/plain", status=404)
+        elif path == "/busy.png":
+            self._send(b"try later", "text/plain", status=503)
         elif path == "/redirect":
             self._redirect("/img.png")
         elif path.startswith("/chain/"):
@@ -333,8 +335,16 @@ def test_truncated_body_refused(server, store):
 
 
 def test_http_error_status(server, store):
-    with pytest.raises(DownloadError, match="HTTP 404"):
+    with pytest.raises(DownloadError, match="HTTP 404") as info:
         fetch_to_storage(server + "/missing", store, "x.png", allow_hosts=LOCAL)
+    assert info.value.transient is False      # a refusal: retrying will not help
+
+
+def test_server_error_is_transient(server, store, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 503") as info:
+        fetch_to_storage(server + "/busy.png", store, "x.png", allow_hosts=LOCAL)
+    assert info.value.transient is True
+    assert list(tmp_path.rglob("*.png")) == []
 
 
 def test_stalled_body_hits_deadline(server, store):
@@ -358,8 +368,9 @@ def test_connection_refused(store):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    with pytest.raises(DownloadError, match="transport error"):
+    with pytest.raises(DownloadError, match="transport error") as info:
         fetch_to_storage(f"http://127.0.0.1:{port}/x.png", store, "x.png", allow_hosts=LOCAL)
+    assert info.value.transient is True
 
 
 def test_secrets_in_url_not_in_error(server, store):

@@ -11,8 +11,6 @@ from .fetching import download_result
 from .errors import DownloadError, InvalidInput
 from .storage import storage_from_settings
 
-_TRANSIENT = ("timed out", "connection", "status 5", "deadline")
-
 
 def download_job_result(task, rt, result) -> dict:
     if not isinstance(result, dict) or not isinstance(result.get("result_urls"), list) or not result.get("job_id"):
@@ -23,6 +21,6 @@ def download_job_result(task, rt, result) -> dict:
         return download_result(result, storage=storage_from_settings(s), allow_hosts=s.download_allow_hosts,
                                max_bytes=s.download_max_bytes, timeout=s.http_timeout)
     except DownloadError as exc:
-        if any(t in exc.reason.lower() for t in _TRANSIENT) and task.request.retries < task.max_retries:
+        if exc.transient and task.request.retries < task.max_retries:
             raise task.retry(exc=exc, countdown=2 ** task.request.retries)
         raise

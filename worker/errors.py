@@ -220,10 +220,18 @@ class MalformedResponse(RetryableUpstreamError):
 
 
 class DownloadError(KieQueueError):
-    """A result file could not be copied into storage (``url`` is redacted of tokens)."""
+    """A result file could not be copied into storage (``url`` is redacted of tokens).
 
-    def __init__(self, url: str, reason: str):
-        super().__init__(url, reason)
+    ``transient`` is True for failures worth retrying (timeouts, connection errors, HTTP 5xx or 429),
+    False for refusals (policy, size, type, HTTP 4xx).
+    """
+
+    def __init__(self, url: str, reason: str, transient: bool = False):
+        super().__init__(url, reason, transient)
+
+    @property
+    def transient(self) -> bool:
+        return bool(self.args[2]) if len(self.args) > 2 else False
 
     @property
     def url(self):
@@ -235,7 +243,7 @@ class DownloadError(KieQueueError):
 
     @property
     def message(self) -> str:
-        return f"download refused for {self.url}: {self.reason}"
+        return f"download {'failed' if self.transient else 'refused'} for {self.url}: {self.reason}"
 
 
 class WebhookRejected(KieQueueError):

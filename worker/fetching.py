@@ -47,6 +47,11 @@ from .netguard import download_session  # noqa: F401  (part of this module's int
 from .redact import redact_url
 from .storage import Storage
 
+
+class _Unavailable(_Refused):
+    """The server answered 5xx or 429: the same download may succeed later."""
+
+
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 CHUNK_SIZE = 64 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -106,11 +111,12 @@ def fetch_to_storage(url: str, storage: Storage, name: str, *, allow_hosts: Iter
         finally:
             response.close()
     except _Refused as e:
-        raise DownloadError(safe_url, str(e)) from None
+        raise DownloadError(safe_url, str(e), isinstance(e, _Unavailable)) from None
     except (requests.RequestException, Urllib3Error) as e:
         if _is_timeout(e) or time.monotonic() >= deadline:
-            raise DownloadError(safe_url, f"timed out (the limit is {timeout:g} s for the whole download)") from None
-        raise DownloadError(safe_url, f"transport error: {_describe(e)}") from None
+            raise DownloadError(safe_url, f"timed out (the limit is {timeout:g} s for the whole download)",
+                                True) from None
+        raise DownloadError(safe_url, f"transport error: {_describe(e)}", True) from None
     except ValueError as e:  # an unsafe storage name
         raise DownloadError(safe_url, str(e)) from None
     finally:
@@ -158,7 +164,8 @@ def _open(url: str, session: requests.Session, allow: AllowList, *, deadline: fl
             continue
         if response.status_code != 200:
             response.close()
-            raise _Refused(f"{via}HTTP {response.status_code} {response.reason or ''}".rstrip())
+            failure = _Unavailable if response.status_code >= 500 or response.status_code == 429 else _Refused
+            raise failure(f"{via}HTTP {response.status_code} {response.reason or ''}".rstrip())
         return response
     raise _Refused(f"too many redirects (more than {max_redirects})")
 

@@ -162,14 +162,14 @@ def test_claim_submit_again_after_lease_expires_when_nothing_was_sent(store):
         3.0, "the lease to expire")
     assert verdict == "claimed"
     assert store.get("job-1")["claim"] == second != first[2]
-    assert store.mark_sending("job-1", first[2]) == 0          # the old holder lost its claim
-    assert store.mark_sending("job-1", second) == 1
+    assert store.mark_sending("job-1", first[2], send_lease_ms=5000) == 0          # the old holder lost its claim
+    assert store.mark_sending("job-1", second, send_lease_ms=5000) == 1
 
 
 def test_claim_submit_unknown_then_resubmit_after_grace(store, r):
     accept(store)
     _, _, token = store.claim_submit("job-1", lease_ms=150, unknown_grace_ms=300)
-    assert store.mark_sending("job-1", token) == 1
+    assert store.mark_sending("job-1", token, send_lease_ms=150) == 1
     assert store.get("job-1")["sending_at"]
 
     # the lease runs out with the create's answer never recorded: its outcome is unknown
@@ -195,7 +195,7 @@ def test_claim_submit_unknown_then_resubmit_after_grace(store, r):
     assert job["state"] == "submitting" and job["claim"] == token2
     assert "sending_at" not in job and "unknown_since" not in job
     assert job["resubmitted_after_unknown"] == "1"
-    assert store.mark_sending("job-1", token2) == 2
+    assert store.mark_sending("job-1", token2, send_lease_ms=5000) == 2
 
 
 def test_claims_race_one_winner(store):
@@ -229,7 +229,7 @@ def test_defer_with_a_stale_token_is_refused(store, r):
 def test_defer_with_unknown_outcome_keeps_it_sending(store):
     accept(store)
     _, _, token = store.claim_submit("job-1", lease_ms=5000, unknown_grace_ms=1000)
-    store.mark_sending("job-1", token)
+    store.mark_sending("job-1", token, send_lease_ms=5000)
     assert store.defer("job-1", token, delay_ms=0, reason="transport", outcome_unknown=True)
     job = store.get("job-1")
     assert job["state"] == "submitting" and job["claimed_until"] == "0" and job["sending_at"]
@@ -408,3 +408,14 @@ def test_keys_live_under_the_prefix(store, r):
     assert keys == {store.keys.job("job-1"), store.keys.waiters("job-1"), store.keys.waiters_done("job-1"),
                     store.keys.task("t" * 32), store.keys.due_check, store.keys.metrics}
     assert 0 < r.ttl(store.keys.task("t" * 32)) <= 30 * 86400
+
+
+def test_mark_sending_extends_the_claim_over_the_request(store, r):
+    accept(store)
+    _, _, token = store.claim_submit("job-1", lease_ms=100, unknown_grace_ms=10_000)
+    assert store.mark_sending("job-1", token, send_lease_ms=5000) == 1
+    before = server_ms(r)
+    assert r.zscore(store.keys.due_submit, "job-1") >= before + 4000      # not handed out again meanwhile
+    wait_until(lambda: server_ms(r) > before + 200, 3.0, "the short claim lease to pass")
+    verdict, wait, _ = store.claim_submit("job-1", lease_ms=100, unknown_grace_ms=10_000)
+    assert verdict == "busy" and wait > 4000

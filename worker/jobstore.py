@@ -101,10 +101,13 @@ return claim('resubmit')
 """
 
 _MARK_SENDING = _NOW + """
--- KEYS: 1 job   ARGV: 1 claim_token
--- Records that a create is about to be sent (its outcome is unknown until recorded).
+-- KEYS: 1 job, 2 due_submit   ARGV: 1 claim_token, 2 job_id, 3 send_lease_ms
+-- Records that a create is about to be sent (its outcome is unknown until recorded) and extends
+-- the claim to cover the request.
 if redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'sending_at', now, 'updated_at', now)
+local lease = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'sending_at', now, 'updated_at', now, 'claimed_until', now + lease)
+redis.call('ZADD', KEYS[2], now + lease, ARGV[2])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 """
 
@@ -275,9 +278,11 @@ class JobStore:
             args=[job_id, lease_ms, token, unknown_grace_ms])
         return _decode(verdict), int(wait), token
 
-    def mark_sending(self, job_id: str, token: str) -> int:
-        """Record that a create is about to go out; returns the attempt number (0 = claim lost)."""
-        return int(self._script(_MARK_SENDING)(keys=[self.keys.job(job_id)], args=[token]))
+    def mark_sending(self, job_id: str, token: str, *, send_lease_ms: int) -> int:
+        """Record that a create is about to go out and extend the claim over the request by
+        ``send_lease_ms``; returns the attempt number (0 = claim lost)."""
+        return int(self._script(_MARK_SENDING)(keys=[self.keys.job(job_id), self.keys.due_submit],
+                                               args=[token, job_id, send_lease_ms]))
 
     def defer(self, job_id: str, token: str, *, delay_ms: int, reason: str, error: str = "",
               count_error: bool = False, outcome_unknown: bool = False) -> bool:

@@ -39,15 +39,16 @@ from .tokens import callback_url
 
 log = logging.getLogger("kie_queue.submission")
 
-CLAIM_MIN_LEASE_MS = 10_000
+# A claim first covers the few Redis steps before the POST (a worker that dies there delays the job
+# by at most this), then is extended over the request itself (send_lease_ms).
+CLAIM_LEASE_MS = 2_000
 CREDIT_PAUSE_S = 300.0
 COOLDOWN_DEFAULT_S = 1.0
 
 
-def claim_lease_ms(s) -> int:
-    """How long a submit claim lasts: longer than one create can take (HTTP timeout + bookkeeping).
-    A worker that dies holding a claim delays that job by at most this long."""
-    return max(CLAIM_MIN_LEASE_MS, int((s.http_timeout + 5) * 1000))
+def send_lease_ms(s) -> int:
+    """How long a claim lasts once the create is going out: longer than one request can take."""
+    return int((s.http_timeout + 5) * 1000)
 
 
 def first_check_delay(s) -> float:
@@ -67,7 +68,7 @@ def poll_delay(age: float) -> float:
 def attempt(rt, job_id: str) -> str:
     """Try to submit ``job_id`` now.  Returns what happened (for logs and tests)."""
     s, store = rt.settings, rt.store
-    verdict, wait_ms, token = store.claim_submit(job_id, lease_ms=claim_lease_ms(s),
+    verdict, wait_ms, token = store.claim_submit(job_id, lease_ms=CLAIM_LEASE_MS,
                                                  unknown_grace_ms=int(s.unknown_outcome_grace * 1000))
     if verdict == "resubmit":
         store.incr("resubmitted_after_unknown")
@@ -87,7 +88,7 @@ def attempt(rt, job_id: str) -> str:
 
     cb = callback_url(s.callback_url, job_id, s.webhook_secret) if s.callback_url else None
     body = build_create_body(job["model"], _load(job["input"]), cb)
-    n = store.mark_sending(job_id, token)
+    n = store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s))
     if n == 0:
         rt.limiter.release(job_id)
         return "lost-claim"

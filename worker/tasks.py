@@ -67,7 +67,7 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
     parking.mark_submitted(self, job_id)
     state, created, _ = store.accept(
         job_id, model=model, input=cleaned, timeout=float(timeout or rt.settings.job_timeout),
-        waiter_id=self.request.id, waiter=parked, first_claim_ms=submission.claim_lease_ms(rt.settings))
+        waiter_id=self.request.id, waiter=parked, first_claim_ms=submission.CLAIM_LEASE_MS)
     if created:
         store.incr("jobs_accepted")
         submission.attempt(rt, job_id)

@@ -27,6 +27,7 @@ timeout / reset after sending          outcome unknown (a task may exist and be 
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -87,7 +88,7 @@ def attempt(rt, job_id: str) -> str:
         return f"waiting:{reason}"
 
     cb = callback_url(s.callback_url, job_id, s.webhook_secret) if s.callback_url else None
-    body = build_create_body(job["model"], _load(job["input"]), cb)
+    body = build_create_body(job["model"], json.loads(job["input"]), cb)
     n = store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s))
     if n == 0:
         rt.limiter.release(job_id)
@@ -154,8 +155,3 @@ def _retry_or_fail(rt, job_id: str, token: str, job: dict, exc: UpstreamError) -
     rt.store.defer(job_id, token, delay_ms=int(delay * 1000), reason="retry", error=exc.message, count_error=True)
     log.info("job %s: retrying in %.2f s after %s", job_id, delay, exc.message)
     return "retrying"
-
-
-def _load(text: str):
-    import json
-    return json.loads(text)

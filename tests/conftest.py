@@ -2,8 +2,12 @@
 (`test_zz_no_secrets.py`) can check that no configured secret reached any log."""
 
 import logging
+import secrets
 
 import pytest
+import redis as redis_lib
+
+UNIT_REDIS_URL = "redis://127.0.0.1:6379/5"   # the per-module tests' database (end-to-end ones use 3)
 
 
 class _Keep(logging.Handler):
@@ -27,3 +31,20 @@ def _keep_every_log_record():
     root.addHandler(KEEP)
     yield KEEP
     root.removeHandler(KEEP)
+
+
+@pytest.fixture
+def r():
+    """A client of the unit tests' Redis database."""
+    client = redis_lib.Redis.from_url(UNIT_REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(r):
+    """A key prefix of the test's own; its keys are deleted afterwards."""
+    p = f"t-{secrets.token_hex(4)}"
+    yield p
+    for key in r.scan_iter(f"{p}:*", count=1000):
+        r.delete(key)

@@ -7,32 +7,19 @@ Every transition is a Lua script timed by the Redis server clock; leases and gra
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 
 import pytest
-import redis as redis_lib
 
 from worker.jobstore import TERMINAL, JobStore
 
-REDIS_URL = "redis://127.0.0.1:6379/5"
 MODEL = "google/nano-banana"
 
 
 @pytest.fixture
-def r():
-    client = redis_lib.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def store(r):
-    prefix = f"t-js-{secrets.token_hex(4)}"
-    yield JobStore(r, prefix)
-    for key in r.scan_iter(f"{prefix}:*", count=1000):
-        r.delete(key)
+def store(r, prefix):
+    return JobStore(r, prefix)
 
 
 def server_ms(r) -> int:

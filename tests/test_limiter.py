@@ -8,35 +8,17 @@ limiter's protocol); everything else polls a condition under a deadline.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 
 import pytest
-import redis as redis_lib
 
 from worker.keys import account_id
 from worker.limiter import MARGIN_MS, Limiter, backoff, jittered
 from worker.settings import RateLimit
 
-REDIS_URL = "redis://127.0.0.1:6379/5"
 API_KEY = "sk-limiter-test-" + "9c8b7a6f5e4d"
 MARGIN = MARGIN_MS / 1000.0
-
-
-@pytest.fixture
-def r():
-    client = redis_lib.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(r):
-    p = f"t-lim-{secrets.token_hex(4)}"
-    yield p
-    for key in r.scan_iter(f"{p}:*", count=1000):
-        r.delete(key)
 
 
 def make(r, prefix, *, limit=5, window=0.5, max_in_flight=1000, slot_lease=60.0, api_key=API_KEY) -> Limiter:

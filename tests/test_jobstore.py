@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from worker.stack import wait_for
 from worker.jobstore import TERMINAL, JobStore
 
 MODEL = "google/nano-banana"
@@ -27,15 +28,8 @@ def server_ms(r) -> int:
     return sec * 1000 + usec // 1000
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.005):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+def wait_until(predicate, timeout: float, what: str):
+    return wait_for(predicate, timeout, what, interval=0.005)
 
 
 def accept(store, job_id="job-1", waiter_id="w1", *, first_claim_ms=0, timeout=60, inp=None):

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from worker.stack import wait_for
 from worker.keys import account_id
 from worker.limiter import MARGIN_MS, Limiter, backoff, jittered
 from worker.settings import RateLimit
@@ -31,15 +32,8 @@ def server_now(r) -> float:
     return sec + usec / 1e6
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.005):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+def wait_until(predicate, timeout: float, what: str):
+    return wait_for(predicate, timeout, what, interval=0.005)
 
 
 def until_server_time(r, moment: float, timeout: float = 5.0):

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import re
 
-from worker.errors import BadSignature, BadToken, StaleTimestamp, TaskMismatch
+from worker.errors import BadSignature, StaleTimestamp, TaskMismatch
 from worker.tokens import verify_job_token
 
 _TIMESTAMP = re.compile(r"[0-9]{1,15}", re.ASCII)
@@ -34,8 +34,6 @@ def signature_for(task_id: str, timestamp: str, key: str) -> str:
 
 def check_job_token(job_id: str, token: str | None, secrets) -> None:
     """Raise ``BadToken`` unless ``token`` is the job's token under one of ``secrets``."""
-    if token and (not token.isascii() or len(token) > 512):
-        raise BadToken("job token does not verify")  # the same answer as any other wrong token
     verify_job_token(job_id, token, secrets)
 
 

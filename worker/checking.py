@@ -19,7 +19,7 @@ import time
 from urllib.parse import quote
 
 from . import completion
-from .errors import KieQueueError, NotFound, UpstreamError
+from .errors import KieQueueError, NotFound
 from .schemas import Outcome
 from .submission import first_check_delay, poll_delay
 from .tokens import CALLBACK_PATH
@@ -44,7 +44,7 @@ def check(rt, job_id: str) -> str:
     deadline = int(job["deadline"]) / 1000.0
     try:
         outcome = rt.client.record_info(job["task_id"])
-    except (NotFound, UpstreamError, KieQueueError) as exc:
+    except KieQueueError as exc:
         if now >= deadline:
             completion.time_out(rt, job_id)
             return "timed_out"
@@ -90,7 +90,7 @@ def from_callback(rt, job_id: str) -> str:
             log.warning("job %s: callback names task %s, which kie.ai does not know; ignored", job_id,
                         reported.task_id)
             return "unknown-task"
-        except (UpstreamError, KieQueueError) as exc:
+        except KieQueueError as exc:
             if adopting:
                 return "retry"          # the task cannot be adopted unconfirmed: the caller retries
             log.info("job %s: could not confirm callback (%s); the sweep will poll", job_id, exc)

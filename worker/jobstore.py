@@ -177,7 +177,7 @@ return 1
 
 _RECORD_CALLBACK = _NOW + """
 -- KEYS: 1 job   ARGV: 1 outcome_json
--- Counts a delivered callback; keeps the first one of each taskId... simply the latest body.
+-- Counts a delivered callback and, while the job is unfinished, keeps its body (the latest one).
 -- Returns {state, count}.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', 0} end

@@ -263,6 +263,18 @@ def _expect_ok(env: Envelope, what: str) -> None:
                                       "map error codes with envelope() before parsing")
 
 
+def _load_data(body: Any, what: str, schema: type, shape: str) -> dict:
+    """``data`` of a code-200 answer, loaded with ``schema``; ``MalformedResponse`` naming ``what`` otherwise."""
+    env = envelope(body)
+    _expect_ok(env, what)
+    if not isinstance(env.data, dict):
+        raise MalformedResponse(None, f"{what}: data: must be a JSON object{shape}, got {describe(env.data)}")
+    try:
+        return schema().load(env.data)
+    except ValidationError as exc:
+        raise MalformedResponse(None, f"{what}: " + _readable(_flatten(exc.messages, "data"))) from None
+
+
 def parse_create_response(body: Any) -> CreateAccepted:
     """The task id of a code-200 createTask answer.
 
@@ -270,15 +282,7 @@ def parse_create_response(body: Any) -> CreateAccepted:
     string, and when the body code is not 200 (callers check ``envelope()`` first).
     """
     def run() -> CreateAccepted:
-        env = envelope(body)
-        _expect_ok(env, "createTask")
-        if not isinstance(env.data, dict):
-            raise MalformedResponse(None, f"createTask: data: must be a JSON object with taskId, "
-                                          f"got {describe(env.data)}")
-        try:
-            loaded = CreateDataSchema().load(env.data)
-        except ValidationError as exc:
-            raise MalformedResponse(None, "createTask: " + _readable(_flatten(exc.messages, "data"))) from None
+        loaded = _load_data(body, "createTask", CreateDataSchema, " with taskId")
         return CreateAccepted(loaded["taskId"], loaded.get("recordId"))
 
     return _guarded(run, lambda text: MalformedResponse(None, f"createTask: {text}"))
@@ -293,15 +297,7 @@ def parse_record(body: Any) -> Outcome:
     error codes, such as 422 "recordInfo is null", with ``envelope()`` first).
     """
     def run() -> Outcome:
-        env = envelope(body)
-        _expect_ok(env, "recordInfo")
-        if not isinstance(env.data, dict):
-            raise MalformedResponse(None, f"recordInfo: data: must be a JSON object, "
-                                          f"got {describe(env.data)}")
-        try:
-            rec = TaskDataSchema().load(env.data)
-        except ValidationError as exc:
-            raise MalformedResponse(None, "recordInfo: " + _readable(_flatten(exc.messages, "data"))) from None
+        rec = _load_data(body, "recordInfo", TaskDataSchema, "")
         errors: dict[str, list[str]] = {}
         outcome = _build_outcome(rec, prefix="data", errors=errors)
         if outcome is None:

@@ -43,9 +43,10 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 from celery import Celery  # noqa: E402
 
-from worker.keys import Keys  # noqa: E402
+from bench.schedule import max_in_window, shortest_span  # noqa: E402
+from worker.cli.stack import Stack, wait_for  # noqa: E402
 from worker.settings import RateLimit  # noqa: E402
-from worker.stack import Stack, wait_for  # noqa: E402
+from worker.store.keys import Keys  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 API_KEY = "sk-bench-" + secrets.token_hex(8)
@@ -62,7 +63,7 @@ def analyse(stats: dict, rate: RateLimit, t_enqueue: float) -> dict:
         "accepted": n,
         "rejected_429": rejected.get("429", 0),
         "rejected_other": sum(v for k, v in rejected.items() if k != "429"),
-        "max_in_window": rate.max_in_window(times),
+        "max_in_window": max_in_window(times, rate.window),
         "accept_times": times,
     }
     if n == 0:
@@ -70,7 +71,7 @@ def analyse(stats: dict, rate: RateLimit, t_enqueue: float) -> dict:
     k95 = math.ceil(0.95 * n)
     span = times[-1] - times[0]
     span95 = times[k95 - 1] - times[0]
-    best, best95 = rate.shortest_span(n), rate.shortest_span(k95)
+    best, best95 = shortest_span(rate.limit, rate.window, n), shortest_span(rate.limit, rate.window, k95)
     out.update({
         "enqueue_to_first": times[0] - t_enqueue,
         "enqueue_to_last": times[-1] - t_enqueue,

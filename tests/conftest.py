@@ -1,11 +1,17 @@
-"""Suite-wide fixtures: every log record the test process emits is kept, so the last test module
-(`test_zz_no_secrets.py`) can check that no configured secret reached any log."""
+"""Suite-wide fixtures and the suite-wide secret check.
+
+Every log record the test process emits is kept; when the session finishes, ``secretscan`` looks
+through those records and every process log the run wrote (workers, beat, webhook, simulator) for
+a test secret or a job token, and fails the run if it finds one.
+"""
 
 import logging
 import secrets
 
 import pytest
 import redis as redis_lib
+
+import secretscan
 
 UNIT_REDIS_URL = "redis://127.0.0.1:6379/5"   # the per-module tests' database (end-to-end ones use 3)
 
@@ -22,15 +28,33 @@ class _Keep(logging.Handler):
             self.lines.append(repr(record.msg))
 
 
-KEEP = _Keep()
+_KEEP = _Keep()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _keep_every_log_record():
-    root = logging.getLogger()
-    root.addHandler(KEEP)
-    yield KEEP
-    root.removeHandler(KEEP)
+def pytest_collection_modifyitems(config, items):
+    """Every test under ``tests/e2e/`` starts real processes: mark it ``e2e``."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+
+
+def pytest_sessionstart(session):
+    logging.getLogger().addHandler(_KEEP)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    logging.getLogger().removeHandler(_KEEP)
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        return
+    problems = secretscan.leaks(factory.getbasetemp(), _KEEP.lines)
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "secrets found in logs", red=True)
+            for where, what in problems.items():
+                reporter.write_line(f"{where}: {', '.join(what)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

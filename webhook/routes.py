@@ -33,16 +33,17 @@ import flask
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from worker import task_names
 from worker.errors import WebhookRejected
-from worker.schemas import parse_callback
+from worker.kie.schemas import parse_callback
+from worker.store.states import TERMINAL
+from worker.tokens import CALLBACK_PATH
 
 from . import metrics as metrics_text
 from .verify import check_job_token, check_signature, check_task
 
 log = logging.getLogger("kie_queue.webhook")
 bp = flask.Blueprint("kie", __name__)
-
-TERMINAL = ("succeeded", "failed", "timed_out", "rejected")
 
 
 def _kie():
@@ -60,7 +61,7 @@ def _count(outcome: str) -> None:
         pass
 
 
-@bp.post("/kie/callback/<job_id>")
+@bp.post(CALLBACK_PATH + "<job_id>")
 def callback(job_id: str):
     kie = _kie()
     s, store = kie["settings"], kie["store"]
@@ -119,7 +120,7 @@ def callback(job_id: str):
     if state in TERMINAL:
         _count("duplicate")
         return _answer(200, status="ignored", detail="job already finished")
-    kie["celery"].send_task("kie.complete", args=[job_id], queue=s.queue)
+    kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
     _count("accepted")
     return _answer(202, status="accepted", deliveries=deliveries)
 

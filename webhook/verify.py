@@ -4,12 +4,10 @@
   base64(HMAC-SHA256(key, taskId + "." + timestamp)), compared in constant time, timestamp within
   ``tolerance`` seconds of now.  It is computed from the parsed taskId and the raw header values,
   never from re-serialised JSON.  It proves the taskId, not the body.
-* :func:`check_task` — the body's taskId must be the job's recorded task, or (while the create's
-  outcome is unknown) not yet recorded, in which case it will be adopted once.
-
-* :func:`check_job_token` — the per-job token in the URL, via ``worker.tokens.verify_job_token``
-  (constant time, every configured secret), after refusing what that function cannot compare
-  (``hmac.compare_digest`` raises ``TypeError`` on non-ASCII text instead of answering "no").
+* :func:`check_task` — the body's taskId must be one of the job's recorded tasks, or one the job
+  may adopt (``worker.store.records.task_relation``: no task is recorded yet).
+* :func:`check_job_token` — the per-job token in the URL (``worker.tokens.verify_job_token``:
+  constant time, every configured secret, non-ASCII or oversized tokens refused like wrong ones).
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import hmac
 import re
 
 from worker.errors import BadSignature, StaleTimestamp, TaskMismatch
+from worker.store.records import FOREIGN, task_relation
 from worker.tokens import verify_job_token
 
 _TIMESTAMP = re.compile(r"[0-9]{1,15}", re.ASCII)
@@ -55,9 +54,5 @@ def check_signature(task_id: str, timestamp: str | None, signature: str | None, 
 
 def check_task(task_id: str, job: dict) -> None:
     """Raise ``TaskMismatch`` unless the callback's task belongs to the job (or may be adopted)."""
-    known = (job.get("task_ids") or "").split()
-    if task_id in known:
-        return
-    if job.get("state") in ("accepted", "submitting"):
-        return  # create in flight or outcome unknown: the callback reveals the task
-    raise TaskMismatch("callback taskId is not this job's task")
+    if task_relation(job, task_id) == FOREIGN:
+        raise TaskMismatch("callback taskId is not this job's task")

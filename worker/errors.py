@@ -204,11 +204,28 @@ class TransportError(RetryableUpstreamError):
     """
 
     def __init__(self, msg: str, sent: bool):
-        super().__init__(None, msg, None, None)
-        self.sent = sent
+        # not UpstreamError's (code, msg, http_status, retry_after): every field in args, in this order
+        Exception.__init__(self, msg, sent)
 
-    def __reduce__(self):
-        return (self.__class__, (self.args[1], self.sent))
+    @property
+    def code(self):
+        return None
+
+    @property
+    def msg(self):
+        return self.args[0]
+
+    @property
+    def http_status(self):
+        return None
+
+    @property
+    def retry_after(self):
+        return None
+
+    @property
+    def sent(self) -> bool:
+        return bool(self.args[1])
 
     @property
     def message(self) -> str:

@@ -1,10 +1,12 @@
 """Keeping secrets out of text: error messages, URLs and log records.
 
-``redact(text, secrets)`` masks known secret values (API key, webhook secrets,
-job tokens) and their URL-quoted forms; ``redact_url(url)`` masks what a URL
-itself carries (a userinfo password, token/key/signature-like query values)
-without knowing the secrets; ``install_log_redaction(secrets)`` applies
-``redact`` to every log record that reaches the root logger's handlers.
+``redact(text, secrets)`` masks known secret values (API key, webhook secrets)
+and their URL-quoted forms; ``mask_tokens(text)`` masks every ``token=...``
+value (per-job callback tokens, which no list of secrets can name);
+``redact_url(url)`` masks what a URL itself carries (a userinfo password,
+token/key/signature-like query values) without knowing the secrets;
+``install_log_redaction(secrets)`` applies ``redact`` and ``mask_tokens`` to
+every log record that reaches the root logger's handlers.
 
 This module holds no secrets and reads no configuration: callers pass the
 values (``Settings.secrets()``).  Nothing happens at import time.
@@ -24,6 +26,7 @@ MASK = "***"
 _SECRET_PARAM_RE = re.compile(r"token|key|signature|secret|password|passwd|credential|(?:^|[^a-z])sig(?:$|[^a-z])",
                               re.IGNORECASE)
 _QUERY_PAIR_RE = re.compile(r"([^&;=]*)=([^&;]*)")
+_TOKEN_PAIR_RE = re.compile(r"(\btoken=)[^&\s\"'#]+", re.IGNORECASE)
 
 
 def _forms(secrets: Iterable[str]) -> list[str]:
@@ -44,6 +47,11 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for form in _forms(secrets):
         text = text.replace(form, MASK)
     return text
+
+
+def mask_tokens(text: str) -> str:
+    """Return ``text`` with the value of every ``token=...`` pair replaced by ``***``."""
+    return _TOKEN_PAIR_RE.sub(rf"\1{MASK}", text) if text else text
 
 
 def redact_url(url: str) -> str:
@@ -78,7 +86,8 @@ def _mask_query(query: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that rewrites each record so its message, args, exception and stack text hold no secret.
+    """A logging filter that rewrites each record so its message, args, exception and stack text hold no
+    secret and no ``token=`` value.
 
     It never drops a record.  The formatted message replaces ``msg`` (and ``args`` is cleared), so a
     handler formatting the record later sees only redacted text; ``exc_text`` is pre-filled with the
@@ -96,21 +105,21 @@ class RedactingFilter(logging.Filter):
             if s and s not in self.secrets:
                 self.secrets.append(str(s))
 
+    def clean(self, text: str) -> str:
+        return mask_tokens(redact(text, self.secrets))
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a malformed record: leave it for the handler to report
             return True
-        record.msg = redact(message, self.secrets)
-        record.args = None
+        record.msg, record.args = self.clean(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secrets)
+            record.exc_text = self.clean(record.exc_text)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info, self.secrets)
+            record.stack_info = self.clean(record.stack_info)
         return True
 
 

@@ -10,9 +10,10 @@ import functools
 
 import redis
 
-from .jobstore import JobStore
-from .limiter import Limiter
+from .kie.client import KieClient
 from .settings import Settings, settings
+from .store.jobstore import JobStore
+from .store.limiter import Limiter
 
 
 @dataclasses.dataclass
@@ -23,19 +24,14 @@ class Runtime:
     limiter: Limiter
 
     @functools.cached_property
-    def client(self):
+    def client(self) -> KieClient:
         """The kie.ai client (needs ``KIE_API_KEY``)."""
-        from .client import KieClient
         return KieClient(self.settings.base_url, self.settings.require_api_key(), timeout=self.settings.http_timeout)
 
 
 def build(s: Settings) -> Runtime:
     r = redis.Redis.from_url(s.redis_url, health_check_interval=30, socket_timeout=10, socket_connect_timeout=5)
-    store = JobStore(r, s.key_prefix)
-    # A slot's lease outlives any job: the sweep times jobs out and frees their slots long before.
-    limiter = Limiter(r, s.key_prefix, s.api_key, limit=s.rate_limit.limit, window=s.rate_limit.window,
-                      max_in_flight=s.max_in_flight, slot_lease=s.job_timeout * 2 + 600)
-    return Runtime(s, r, store, limiter)
+    return Runtime(s, r, JobStore(r, s.key_prefix), Limiter.for_settings(r, s))
 
 
 @functools.lru_cache(maxsize=1)

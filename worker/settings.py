@@ -47,20 +47,6 @@ class RateLimit:
     def __str__(self) -> str:
         return f"{self.limit}/{self.window:g}s"
 
-    def shortest_span(self, k: int) -> float:
-        """The least time (s) from the first to the k-th of k events this limit allows: W × (⌈k/L⌉ − 1)."""
-        return self.window * (math.ceil(k / self.limit) - 1) if k > 0 else 0.0
-
-    def max_in_window(self, times) -> int:
-        """The most of ``times`` (seconds) that fall in any closed span of ``window`` seconds."""
-        times = sorted(times)
-        best, j = 0, 0
-        for i, t in enumerate(times):
-            while times[j] < t - self.window:
-                j += 1
-            best = max(best, i - j + 1)
-        return best
-
 
 def _secret_field():
     return dataclasses.field(default=None, repr=False)

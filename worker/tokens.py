@@ -35,8 +35,14 @@ def verify_job_token(job_id: str, token: str | None, secrets: Iterable[str]) -> 
 
 
 CALLBACK_PATH = "/kie/callback/"
+"""The webhook's callback route; a job's own path is this plus the URL-quoted job id."""
+
+
+def callback_path(job_id: str) -> str:
+    """``/kie/callback/<job id, URL-quoted>``: the path of one job's callback URL."""
+    return CALLBACK_PATH + quote(job_id, safe="")
 
 
 def callback_url(base: str, job_id: str, secret: str) -> str:
     """The full ``callBackUrl`` for a job: ``{base}/kie/callback/{job_id}?token=...``."""
-    return f"{base.rstrip('/')}{CALLBACK_PATH}{quote(job_id, safe='')}?token={job_token(job_id, secret)}"
+    return f"{base.rstrip('/')}{callback_path(job_id)}?token={job_token(job_id, secret)}"

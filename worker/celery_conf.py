@@ -1,0 +1,65 @@
+"""The Celery configuration every process of the deployment shares: the worker app and producers.
+
+``SAFE`` are the defaults that make every task safe to run twice and never lost:
+
+* ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose process dies is re-queued;
+* ``worker_prefetch_multiplier = 1``: a worker holds at most one unstarted message per process;
+* JSON only (never pickle), so producers in other languages can enqueue and read results;
+* ``worker_deduplicate_successful_tasks`` off (with it, a redelivered task would resend its chain).
+
+A broker ``visibility_timeout`` of ``VISIBILITY_TIMEOUT`` seconds sits far above every countdown
+(< 2 s) and run time (< 1 min) the project uses, so the Redis broker does not redeliver running
+tasks, yet a message held by a worker that died returns within minutes, not hours (jobs themselves
+never wait on it: they are in the job store).  :func:`producer` builds the send-only app the web
+process uses (it imports no task code).  Nothing here reads configuration at import.
+"""
+
+from __future__ import annotations
+
+VISIBILITY_TIMEOUT = 600
+SAFE = {
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "worker_deduplicate_successful_tasks": False,
+    "task_serializer": "json",
+    "result_serializer": "json",
+}
+
+
+def shared_conf(s) -> dict:
+    """Broker, backend, serialisation and transport settings, from a ``Settings``."""
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    return {
+        "broker_url": s.broker_url,
+        "result_backend": s.result_backend,
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_default_queue": s.queue,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        **SAFE,
+    }
+
+
+def producer(s, name: str = "kie_queue_producer"):
+    """A Celery app that only sends tasks by name (and reads their results)."""
+    from celery import Celery
+
+    app = Celery(name, set_as_current=False)
+    app.conf.update(shared_conf(s))
+    return app
+
+
+def unsafe_settings(conf) -> list[str]:
+    """The names of safe defaults that the effective configuration undoes."""
+    bad = [name for name, value in SAFE.items() if conf.get(name) != value]
+    for name in ("accept_content", "result_accept_content"):
+        accepted = conf.get(name)
+        if accepted is not None and any(c not in ("json", "application/json") for c in accepted):
+            bad.append(name)
+    vt = (conf.get("broker_transport_options") or {}).get("visibility_timeout")
+    if str(conf.get("broker_url", "")).startswith(("redis", "rediss")) and vt is not None and vt < 300:
+        bad.append("broker_transport_options.visibility_timeout")
+    return bad

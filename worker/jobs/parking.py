@@ -1,0 +1,100 @@
+"""Parking and resuming a Celery chain: every Celery-internal trick of the project lives here.
+
+``kie.generate`` must not let Celery continue its chain when the task body returns (the upstream
+job is not finished yet), and must not hold a worker until it is.  So the task:
+
+1. writes ``SUBMITTED`` as its state (:func:`mark_submitted`) — before anything can complete it,
+   because the Redis result backend refuses to overwrite SUCCESS but not FAILURE;
+2. stores what Celery would have used to continue (:func:`capture`: the remaining chain — reversed,
+   the next task is the last element — callbacks, errbacks, chord/group membership, ids) as JSON in
+   the job store, then raises :func:`stop` (``celery.exceptions.Ignore``) so the tracer neither
+   stores a result nor continues the chain;
+3. at completion, :func:`resume` stores the real result under the task's own id (which also counts
+   toward an enclosing chord) and sends the next step exactly as Celery's tracer would (frozen task
+   ids and options survive, so the caller's ``AsyncResult`` for the end of the chain resolves), or
+   :func:`fail` marks the task and every remaining step FAILURE and runs the errbacks.
+
+Measured with celery 5.7: without ``delivery_info={}`` in the rebuilt request, errbacks not
+registered in the completing process crash on ``None.get``; the tests in ``tests/e2e/test_parking.py``
+cover a plain chain, link/link_error, a group of chains and chords, with a failure in each.
+"""
+
+from __future__ import annotations
+
+from celery import group, signature
+from celery.app.task import Context
+from celery.exceptions import Ignore
+
+_FIELDS = ("id", "task", "chain", "callbacks", "errbacks", "chord", "group", "group_index", "root_id",
+           "parent_id", "reply_to", "correlation_id", "args", "kwargs")
+
+
+def mark_submitted(task, job_id: str) -> None:
+    """Write the ``SUBMITTED`` state for the running task (first thing, before parking)."""
+    task.update_state(state="SUBMITTED", meta={"job_id": job_id})
+
+
+def capture(request) -> dict:
+    """What Celery needs to continue or fail this task later, as a JSON-safe dict."""
+    parked = {name: getattr(request, name, None) for name in _FIELDS}
+    parked["chain"] = [dict(s) for s in (parked["chain"] or [])]
+    parked["callbacks"] = [dict(s) for s in (parked["callbacks"] or [])]
+    parked["errbacks"] = [dict(s) for s in (parked["errbacks"] or [])]
+    if parked["chord"] is not None:
+        parked["chord"] = dict(parked["chord"])
+    delivery = getattr(request, "delivery_info", None) or {}
+    parked["priority"] = delivery.get("priority")
+    return parked
+
+
+def stop() -> Ignore:
+    """The exception that ends the task body without a result and without continuing the chain."""
+    return Ignore()
+
+
+def _context(parked: dict) -> Context:
+    ctx = Context({k: v for k, v in parked.items() if k != "priority"})
+    ctx.delivery_info = {}
+    ctx.ignore_result = False
+    ctx.root_id = parked.get("root_id") or parked["id"]
+    return ctx
+
+
+def store_result(app, parked: dict, result: dict) -> None:
+    """Store SUCCESS with the real result under the parked task's id (no chain dispatch, no chord count)."""
+    app.backend.store_result(parked["id"], result, "SUCCESS", request=_context(parked))
+
+
+def store_failure(app, parked: dict, exc: Exception) -> None:
+    """Store FAILURE under the parked task's id only (no errbacks, no chain marking)."""
+    app.backend.store_result(parked["id"], exc, "FAILURE", request=_context(parked))
+
+
+def resume(app, parked: dict, result: dict) -> None:
+    """Complete the parked task with ``result`` and continue its chain and callbacks, as the tracer would."""
+    ctx = _context(parked)
+    app.backend.mark_as_done(parked["id"], result, request=ctx)
+    parent_id, root_id, priority = parked["id"], ctx.root_id, parked.get("priority")
+    callbacks = parked.get("callbacks") or []
+    if len(callbacks) > 1:
+        sigs, groups = [], []
+        for raw in callbacks:
+            sig = signature(raw, app=app)
+            (groups if isinstance(sig, group) else sigs).append(sig)
+        for grp in groups:
+            grp.apply_async((result,), parent_id=parent_id, root_id=root_id, priority=priority)
+        if sigs:
+            group(sigs, app=app).apply_async((result,), parent_id=parent_id, root_id=root_id, priority=priority)
+    elif callbacks:
+        signature(callbacks[0], app=app).apply_async((result,), parent_id=parent_id, root_id=root_id,
+                                                     priority=priority)
+    chain = parked.get("chain") or []
+    if chain:
+        nxt = signature(chain[-1], app=app)
+        nxt.apply_async((result,), chain=chain[:-1], parent_id=parent_id, root_id=root_id, priority=priority)
+
+
+def fail(app, parked: dict, exc: Exception) -> None:
+    """Fail the parked task with ``exc``: it and every remaining chain step become FAILURE, errbacks run,
+    and an enclosing chord is told (so its body fails instead of waiting)."""
+    app.backend.mark_as_failure(parked["id"], exc, request=_context(parked))

@@ -1,0 +1,24 @@
+"""The ``kie.download`` task body: copy a job's result files into storage, retrying transient failures.
+
+The safety rules (schemes, private addresses, redirects, size, type) and the check of the result's
+shape live in ``worker.results.fetching``; storage in ``worker.results.storage``.  A refused download (policy) fails at once; a transport failure is
+retried with backoff, at most three times.
+"""
+
+from __future__ import annotations
+
+from ..errors import DownloadError
+from .fetching import download_result
+from .storage import storage_from_settings
+
+
+def download_job_result(task, rt, result) -> dict:
+    """Store ``result``'s files; ``task`` is the bound ``kie.download`` task (for its retries)."""
+    s = rt.settings
+    try:
+        return download_result(result, storage=storage_from_settings(s), allow_hosts=s.download_allow_hosts,
+                               max_bytes=s.download_max_bytes, timeout=s.http_timeout)
+    except DownloadError as exc:
+        if exc.transient and task.request.retries < task.max_retries:
+            raise task.retry(exc=exc, countdown=2 ** task.request.retries)
+        raise

@@ -1,0 +1,78 @@
+"""Redis key names, built in one place.
+
+Every key starts with ``KIE_KEY_PREFIX`` so tests and tenants can share one Redis.
+Keys that belong to an upstream account (rate limit, in-flight cap, cool-downs)
+are namespaced by a hash of the API key, never by the key itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def account_id(api_key: str | None) -> str:
+    """A short, non-reversible name for an API key (first 16 hex of its SHA-256)."""
+    return hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+
+
+class Keys:
+    """Key names under one prefix.  ``Keys("kie").job("abc")`` → ``kie:job:abc``."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def job(self, job_id: str) -> str:
+        """Hash: the job record (state, model, input, task ids, timestamps, outcome)."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def waiters(self, job_id: str) -> str:
+        """Hash: Celery task id → parked chain context (JSON) of every caller waiting on the job."""
+        return f"{self.prefix}:job:{job_id}:waiters"
+
+    def waiters_done(self, job_id: str) -> str:
+        """Set: Celery task ids whose chain was already resumed or failed (the exactly-once claim)."""
+        return f"{self.prefix}:job:{job_id}:done"
+
+    def task(self, task_id: str) -> str:
+        """String: upstream taskId → job id."""
+        return f"{self.prefix}:task:{task_id}"
+
+    @property
+    def due_submit(self) -> str:
+        """Sorted set: job id → epoch ms when its (next) createTask attempt is due."""
+        return f"{self.prefix}:due:submit"
+
+    @property
+    def due_check(self) -> str:
+        """Sorted set: job id → epoch ms when its status should next be checked (poll or timeout)."""
+        return f"{self.prefix}:due:check"
+
+    @property
+    def sweep_reclaim(self) -> str:
+        """String with a TTL: held while one sweep's slot reclaim runs (at most one every 30 s)."""
+        return f"{self.prefix}:sweep:reclaim"
+
+    @property
+    def metrics(self) -> str:
+        """Hash: counter name → value."""
+        return f"{self.prefix}:metrics"
+
+    def rate_log(self, account: str) -> str:
+        """Sorted set: the sliding-window log of createTask calls of one account."""
+        return f"{self.prefix}:rl:{account}:log"
+
+    def cooldown(self, account: str) -> str:
+        """String with a TTL: creates paused after a 429."""
+        return f"{self.prefix}:rl:{account}:cooldown"
+
+    def paused(self, account: str) -> str:
+        """String with a TTL: submissions paused after a 402 (insufficient credits)."""
+        return f"{self.prefix}:rl:{account}:paused"
+
+    def reservations(self, account: str) -> str:
+        """Hash: job id → its reserved entry in the rate log (a future create slot)."""
+        return f"{self.prefix}:rl:{account}:reservations"
+
+    def inflight(self, account: str) -> str:
+        """Sorted set: job id → lease expiry (epoch ms) of each in-flight slot."""
+        return f"{self.prefix}:rl:{account}:inflight"

@@ -1,0 +1,10 @@
+-- KEYS: 1 job   ARGV: 1 outcome_json
+-- Counts a delivered callback and, while the job is unfinished, keeps its body (the latest one).
+-- Returns {state, count}.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing', 0} end
+local n = redis.call('HINCRBY', KEYS[1], 'callbacks', 1)
+if not TERMINAL[state] then
+  redis.call('HSET', KEYS[1], 'callback', ARGV[1], 'callback_at', now, 'updated_at', now)
+end
+return {state, n}

@@ -1,0 +1,23 @@
+-- KEYS: 1 job, 2 due_submit, 3 due_check, 4 task_map
+-- ARGV: 1 job_id, 2 task_id, 3 first_check_ms, 4 timeout_ms, 5 source ('create' | 'callback' | 'poll')
+-- Records an upstream taskId for the job.  Returns:
+--   'recorded'  first task of the job (state becomes submitted; deadline starts);
+--   'known'     this taskId was already recorded;
+--   'duplicate' the job already had another task: this one is an extra (billed) upstream task;
+--   'missing'   no such job.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+local tids = redis.call('HGET', KEYS[1], 'task_ids') or ''
+if string.find(' ' .. tids .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then return 'known' end
+redis.call('HSET', KEYS[1], 'task_ids', (tids == '' and ARGV[2]) or (tids .. ' ' .. ARGV[2]))
+redis.call('SET', KEYS[4], ARGV[1], 'EX', 30 * 86400)
+if UNSUBMITTED[state] then
+  redis.call('HSET', KEYS[1], 'state', 'submitted', 'task_id', ARGV[2], 'submitted_at', now,
+             'deadline', now + tonumber(ARGV[4]), 'updated_at', now, 'task_source', ARGV[5])
+  redis.call('HDEL', KEYS[1], 'claim', 'claimed_until', 'sending_at', 'unknown_since', 'wait_reason')
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZADD', KEYS[3], now + math.min(tonumber(ARGV[3]), tonumber(ARGV[4])), ARGV[1])
+  return 'recorded'
+end
+redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
+return 'duplicate'

@@ -2,8 +2,11 @@
 
 Every ``/api/`` route first applies the gateway checks in upstream order: a missing
 ``User-Agent`` gets HTTP 403 ``error code: 1010`` (the Cloudflare front), then a
-missing or wrong Bearer key gets body code 401.  Verdicts come from the ``Simulator``
-as ``Answer``s; ``_respond`` maps them to HTTP per ``error_style`` / ``rate_limit_style``.
+missing Bearer key, or one that is none of the configured ``api_key`` s, gets body
+code 401.  The matching key names the account the call is charged to.  Verdicts come
+from the ``Simulator`` as ``Answer``s; ``_respond`` maps them to HTTP per
+``error_style`` / ``rate_limit_style`` (or the answer's own ``style``, for bursts).
+Result files go out with their Content-Type and Content-Length.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ def _respond(answer: Answer, *, msg_key: str = "msg") -> Response:
     if answer.data is not NO_DATA:
         body["data"] = answer.data
     status = 200
-    if answer.code == 429:
+    if answer.code != 200 and answer.style is not None:
+        status = answer.code if answer.style == "http" and 400 <= answer.code <= 599 else 200
+    elif answer.code == 429:
         status = 429 if sim.rate_limit_as_http() else 200
     elif answer.code != 200 and sim.config.error_style == "http" and 400 <= answer.code <= 599:
         status = answer.code
@@ -39,19 +44,28 @@ def _respond(answer: Answer, *, msg_key: str = "msg") -> Response:
     return response
 
 
+def _matching_key(token: str) -> str | None:
+    """The configured key equal to ``token`` (each compared in constant time), else None."""
+    found = None
+    for key in _sim().config.api_key:
+        if hmac.compare_digest(token.encode(), key.encode()):
+            found = key
+    return found
+
+
 def _gateway_refusal() -> tuple[int, Response] | None:
     """(code, response) when the request fails the User-Agent or Bearer check, else None."""
     if not request.headers.get("User-Agent", "").strip():
         return 403, Response("error code: 1010", status=403, mimetype="text/plain")
-    expected = _sim().config.api_key
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if scheme.lower() != "bearer" or _matching_key(token.strip()) is None:
         return 401, _respond(Answer(401, MESSAGES[401]))
     return None
 
 
 def _api_key() -> str:
+    """The caller's key (call after ``_gateway_refusal`` passed)."""
     return request.headers["Authorization"].partition(" ")[2].strip()
 
 
@@ -85,7 +99,7 @@ def credit() -> Response:
     refusal = _gateway_refusal()
     if refusal is not None:
         return refusal[1]
-    return _respond(_sim().credits())
+    return _respond(_sim().credits(_api_key()))
 
 
 def download_url() -> Response:
@@ -101,7 +115,9 @@ def result_file(task_id: str, filename: str) -> Response:
     if found is None:
         return Response("file not found", status=404, mimetype="text/plain")
     data, content_type = found
-    return Response(data, mimetype=content_type, headers={"Cache-Control": "public, max-age=86400"})
+    response = Response(data, mimetype=content_type, headers={"Cache-Control": "public, max-age=86400"})
+    response.content_length = len(data)
+    return response
 
 
 def register_api(app: Flask) -> None:

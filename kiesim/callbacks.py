@@ -1,6 +1,6 @@
 """Callback bodies, their HMAC signature, and one HTTP delivery attempt.
 
-Shapes follow KIE_API.md: success ``{"code":200,"msg":...,"data":{completeTime,
+Shapes follow kie.ai's documentation: success ``{"code":200,"msg":...,"data":{completeTime,
 consumeCredits, costTime (s), createTime, model, param, remainedCredits, resultJson,
 state, taskId, updateTime}}``; failure has body code 501 (configurable), state
 ``fail``, ``failCode``, ``failMsg`` and ``consumeCredits`` 0.  The documented variant

@@ -4,7 +4,10 @@ One dataclass is the single source of truth for the constructor, the CLI flags
 (``cli.py`` derives one flag per field) and ``POST /_sim/config``.  Each field has a
 coercer in ``_COERCERS`` that accepts the natural JSON/CLI spellings and raises
 ``ConfigError`` naming the knob.  Secrets (``api_key``, ``hmac_key``) are masked in
-``public_dict()``.
+``public_dict()`` and never quoted in an error.
+
+``api_key`` is a tuple of keys, one account each (own rate limit windows, own credit
+balance); a single string, a comma-separated string or a list of either are accepted.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ class SimConfig:
     """Knobs of the simulator.  Durations and delays are in seconds."""
 
     # --- access -----------------------------------------------------------------------------
-    api_key: str = field(default="kiesim-key", metadata=_help("the one Bearer key accepted"))
+    api_key: tuple[str, ...] = field(default=("kiesim-key",), metadata=_help(
+        "Bearer key(s) accepted, one account each; repeat the flag and/or separate keys with commas",
+        multiple=True))
     hmac_key: str | None = field(default=None, metadata=_help(
         "webhookHmacKey: when set, callbacks carry X-Webhook-Timestamp/X-Webhook-Signature"))
     public_url: str | None = field(default=None, metadata=_help(
@@ -53,7 +58,9 @@ class SimConfig:
         "seconds for a Retry-After header on 429s, 'auto' (time until a slot frees), or unset"))
     status_rate_limit: str = field(default="off", metadata=_help(
         "recordInfo calls per key in any window, 'N/Ws' or 'off' (upstream: about 10/1s)"))
-    credits: float = field(default=1_000_000.0, metadata=_help("account balance"))
+    credits: float = field(default=1_000_000.0, metadata=_help(
+        "starting balance of every account (setting it at runtime resets every balance; "
+        "one account: POST /_sim/accounts)"))
     credits_per_task: float = field(default=4.0, metadata=_help("cost of a successful task"))
     maintenance: bool = field(default=False, metadata=_help("answer createTask with code 455"))
     create_delay: float = field(default=0.0, metadata=_help(
@@ -68,7 +75,11 @@ class SimConfig:
         "reject input fields the model does not list (code 422)"))
     sparse_records: bool = field(default=False, metadata=_help(
         "omit failCode/failMsg/costTime/completeTime from unfinished recordInfo data instead of null"))
-    image_short_side: int = field(default=64, metadata=_help("shortest side of generated images, px"))
+    small_images: bool = field(default=False, metadata=_help(
+        "tiny fast result images (short side image_short_side) instead of realistic ones "
+        "(long side image_long_side, PNG 1-2 MB)"))
+    image_short_side: int = field(default=64, metadata=_help("shortest side of small images, px"))
+    image_long_side: int = field(default=1024, metadata=_help("longest side of realistic images, px"))
     # --- callbacks ----------------------------------------------------------------------------
     callback_timeout: float = field(default=15.0, metadata=_help(
         "seconds the receiver has to answer 2xx before the attempt counts as failed"))
@@ -76,10 +87,19 @@ class SimConfig:
     callback_retry_delay: float = field(default=1.0, metadata=_help(
         "backoff before retry k is delay * 2**(k-1)"))
     duplicate_callbacks: int = field(default=0, metadata=_help("extra deliveries of every callback"))
+    duplicate_rate: float = field(default=0.0, metadata=_help(
+        "fraction 0..1 of tasks whose callback is delivered once more (on top of duplicate_callbacks)"))
     early_callback: bool = field(default=False, metadata=_help(
-        "complete tasks at once and deliver the callback before the createTask response"))
+        "complete every task at once and deliver its callback before the createTask response"))
+    early_rate: float = field(default=0.0, metadata=_help(
+        "fraction 0..1 of tasks completed at once, callback delivered before the createTask response"))
     late_callback_delay: float = field(default=0.0, metadata=_help(
-        "seconds between completion and the callback"))
+        "seconds between completion and every callback"))
+    late_rate: float = field(default=0.0, metadata=_help(
+        "fraction 0..1 of tasks whose callback comes late_delay seconds later still"))
+    late_delay: float = field(default=90.0, metadata=_help(
+        "extra seconds before the callback of a task picked by late_rate (e.g. past a client's "
+        "wait for callbacks, so it polls first)"))
     lose_callbacks: float = field(default=0.0, metadata=_help("fraction 0..1 of callbacks never sent"))
     variant_fields: float = field(default=0.0, metadata=_help(
         "true/false or fraction 0..1 of callbacks using creditsConsumed, task_id and a top-level taskId"))
@@ -115,6 +135,9 @@ class SimConfig:
             out[name] = "***" if out[name] else None
         return out
 
+    def __repr__(self) -> str:  # the dataclass repr would show the keys
+        return "SimConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.public_dict().items()) + ")"
+
 
 # ---------------------------------------------------------------------------------------------
 # coercers: value from JSON or a CLI string -> checked value
@@ -145,7 +168,7 @@ def _to_float(name: str, value: Any, *, low: float = 0.0, high: float | None = N
     return number
 
 
-def _to_int(name: str, value: Any, *, low: int = 0) -> int:
+def _to_int(name: str, value: Any, *, low: int = 0, high: int | None = None) -> int:
     if isinstance(value, bool):
         raise ConfigError(name, f"expected an integer, got {value!r}")
     try:
@@ -154,8 +177,9 @@ def _to_int(name: str, value: Any, *, low: int = 0) -> int:
         raise ConfigError(name, f"expected an integer, got {value!r}") from None
     if isinstance(value, float) and value != number:
         raise ConfigError(name, f"expected an integer, got {value!r}")
-    if number < low:
-        raise ConfigError(name, f"must be at least {low}, got {value!r}")
+    if number < low or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(name, f"must be {bounds}, got {value!r}")
     return number
 
 
@@ -171,6 +195,26 @@ def _to_str(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(name, "expected a non-empty string")
     return value
+
+
+def _to_api_keys(name: str, value: Any) -> tuple[str, ...]:
+    """``"k"``, ``"k1,k2"``, ``["k1,k2", "k3"]`` -> ``("k1", "k2", "k3")``; never quotes a key in an error."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ConfigError(name, "expected a key or a non-empty list of keys")
+    keys: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(name, f"expected keys as strings, got a {type(item).__name__}")
+        for part in item.split(","):
+            key = part.strip()
+            if not key:
+                raise ConfigError(name, "an empty key (check for stray commas)")
+            if any(ch.isspace() for ch in key):
+                raise ConfigError(name, "a key contains whitespace")
+            if key not in keys:
+                keys.append(key)
+    return tuple(keys)
 
 
 def _choice(*choices: str) -> Callable[[str, Any], str]:
@@ -210,7 +254,7 @@ def _to_url(name: str, value: Any) -> str:
 
 
 _COERCERS: dict[str, Callable[[str, Any], Any]] = {
-    "api_key": _to_str,
+    "api_key": _to_api_keys,
     "hmac_key": _optional(_to_str),
     "public_url": _optional(_to_url),
     "duration": _to_float,
@@ -229,13 +273,19 @@ _COERCERS: dict[str, Callable[[str, Any], Any]] = {
     "create_msg_key": _choice(*MSG_KEYS),
     "strict_input": _to_bool,
     "sparse_records": _to_bool,
+    "small_images": _to_bool,
     "image_short_side": lambda n, v: _to_int(n, v, low=8),
+    "image_long_side": lambda n, v: _to_int(n, v, low=64, high=2048),
     "callback_timeout": lambda n, v: _to_float(n, v, low=0.001),
     "callback_retries": _to_int,
     "callback_retry_delay": _to_float,
     "duplicate_callbacks": _to_int,
+    "duplicate_rate": lambda n, v: _to_float(n, v, high=1.0),
     "early_callback": _to_bool,
+    "early_rate": lambda n, v: _to_float(n, v, high=1.0),
     "late_callback_delay": _to_float,
+    "late_rate": lambda n, v: _to_float(n, v, high=1.0),
+    "late_delay": _to_float,
     "lose_callbacks": lambda n, v: _to_float(n, v, high=1.0),
     "variant_fields": _to_fraction_or_bool,
     "callback_cost_ms": _to_bool,

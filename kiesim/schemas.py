@@ -1,4 +1,4 @@
-"""Validation of createTask bodies, written from KIE_API.md alone (no marshmallow, no product code).
+"""Validation of createTask bodies, written from kie.ai's documentation alone (no marshmallow, no product code).
 
 ``validate_create_body(body, strict=False)`` returns a ``CreateRequest`` or raises
 ``InvalidRequest`` (message ``<field>: <problem>``) / ``UnknownModel``.  Input

@@ -3,7 +3,7 @@
 A task's life is a pure function of time: created at ``created``; ``waiting`` for the
 first 10 % of its duration, ``queuing`` until 25 %, ``generating`` until 100 %, then
 ``success`` or ``fail`` (decided at creation).  Times in views are epoch milliseconds;
-recordInfo ``costTime`` is in milliseconds (as in the status example of KIE_API.md).
+recordInfo ``costTime`` is in milliseconds (as in the status example of kie.ai's task-detail page).
 """
 
 from __future__ import annotations
@@ -41,6 +41,16 @@ class Task:
     callback_url: str | None
     credits_cost: float
     nocallback: bool = False
+    account: str = ""          # the account's short id (never the key)
+    image_small: bool = False  # small images (side = short side) or realistic ones (side = long side)
+    image_side: int = 1024
+    # fault decisions, made at creation from the seeded random source
+    early: bool = False        # completed at once, callback before the createTask answer
+    callback_delay: float = 0.0    # seconds between completion and the first callback attempt
+    extra_deliveries: int = 0      # duplicates of the first delivery
+    late: bool = False             # picked by late_rate
+    duplicated: bool = False       # picked by duplicate_rate
+    rolls: dict = field(default_factory=dict)  # uniform draws for choices made at delivery time
     # decided at the first delivery, then kept for retries and duplicates
     callback_lost: bool | None = None
     callback_variant: bool | None = None
@@ -109,5 +119,6 @@ class Task:
     def internal(self, now: float) -> dict:
         """Everything the simulator knows, for ``GET /_sim/tasks/<id>``."""
         out = asdict(self)
+        del out["rolls"]
         out.update(state=self.state_at(now), complete_at=self.complete_at, result_urls=self.result_urls())
         return out

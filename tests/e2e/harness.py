@@ -61,7 +61,7 @@ class Deployment:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, *, workers: int = 1, concurrency: int = 2, beat: bool = True, user_worker: bool = True):
-        sim_args = ["--api-key", API_KEY, "--duration", "1", *self.sim_args]
+        sim_args = ["--api-key", API_KEY, "--duration", "1", "--small-images", *self.sim_args]
         if self.hmac:
             sim_args += ["--hmac-key", HMAC_KEY]
         self.sim_url = self.stack.start_sim(*sim_args)

@@ -32,8 +32,10 @@ from kiesim.ratelimit import parse_rate_limit
 API_KEY = "test-key"
 CREATE = "/api/v1/jobs/createTask"
 RECORD = "/api/v1/jobs/recordInfo"
+# small_images: these tests check the tiny images (short side 64); the realistic default is in
+# test_kiesim_images.py
 BASELINE = dataclasses.asdict(SimConfig(api_key=API_KEY, duration=0.3, callback_retry_delay=0.05,
-                                        callback_timeout=2.0))
+                                        callback_timeout=2.0, small_images=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,7 +545,7 @@ def test_config_validation_in_python():
     assert parse_rate_limit("100/1m") == (100, 60.0)
     assert parse_rate_limit("off") is None
     app = create_app()  # the factory works without arguments and creates nothing else
-    assert app.extensions["kiesim"].config.api_key == "kiesim-key"
+    assert app.extensions["kiesim"].config.api_key == ("kiesim-key",)
 
 
 def test_cli_subprocess_prints_url_and_serves(tmp_path: Path):

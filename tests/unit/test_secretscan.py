@@ -1,9 +1,24 @@
-"""The suite-wide secret check finds what it must, in files and in records, and nothing else."""
+"""The suite-wide secret check finds what it must, in files and in records, and nothing else.
+
+The planted leaks live outside pytest's temporary folder, which the session-finish scan reads.
+"""
+
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from secretscan import API_KEY, HMAC_KEY, leaks
 
 
-def test_finds_secrets_and_job_tokens_in_logs_and_records(tmp_path):
+@pytest.fixture
+def outside():
+    with tempfile.TemporaryDirectory(prefix="kie-secretscan-") as d:
+        yield Path(d)
+
+
+def test_finds_secrets_and_job_tokens_in_logs_and_records(outside):
+    tmp_path = outside
     (tmp_path / "dep").mkdir()
     (tmp_path / "dep" / "w1.log").write_text(f"sending Bearer {API_KEY}\n")
     (tmp_path / "dep" / "web.log").write_text("POST /kie/callback/j?token=" + "ab" * 32 + "\n")
@@ -13,6 +28,7 @@ def test_finds_secrets_and_job_tokens_in_logs_and_records(tmp_path):
                      "test process log records": [HMAC_KEY[:6] + "…"]}
 
 
-def test_clean_run_finds_nothing(tmp_path):
+def test_clean_run_finds_nothing(outside):
+    tmp_path = outside
     (tmp_path / "a.log").write_text("job j succeeded; token=*** key=***\n")
     assert leaks(tmp_path, ["nothing secret"]) == {}

@@ -1,4 +1,5 @@
-"""Fixtures of the unit tests of the job policy modules (submission, checking, completion, dispatch, sweeping).
+"""Fixtures of the unit tests: kiesim in-process (``server``/``url``/``receiver``, for the kiesim test modules)
+and a small real system for the policy modules (submission, checking, completion, dispatch, sweeping).
 
 ``System`` is the smallest real thing those modules run against: the real Redis (the unit database, a
 key prefix of the test's own), kiesim served in-process over HTTP, a ``Runtime`` built by the product's own
@@ -13,11 +14,35 @@ import requests
 
 from kiesim import SimConfig, SimServer
 from secretscan import API_KEY
+from sim_support import Receiver, configure, control
 from system_support import System
 from worker import celery_conf, runtime
 from worker.settings import RateLimit, Settings
 
 UNIT_REDIS_URL = "redis://127.0.0.1:6379/5"
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    """kiesim in this process, configured by the test module's ``BASELINE`` (a dict of SimConfig fields)."""
+    with SimServer(SimConfig(**request.module.BASELINE)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def url(server, request):
+    """The module's simulator, reset and configured back to its ``BASELINE``."""
+    assert control(server.url, "/_sim/reset").status_code == 200
+    configure(server.url, **request.module.BASELINE)
+    return server.url
+
+
+@pytest.fixture
+def receiver():
+    """An HTTP receiver of callbacks, closed after the test."""
+    r = Receiver()
+    yield r
+    r.close()
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,7 @@ SCENARIOS = {
     "redis, prefetch 1 + acks late (project)": ("redis", []),
     "redis, + worker_disable_prefetch": ("redis", ["--disable-prefetch"]),
     "redis, prefetch 4 (Celery default)": ("redis", ["--prefetch-multiplier", "4"]),
+    "redis, prefetch 4 + worker_disable_prefetch": ("redis", ["--prefetch-multiplier", "4", "--disable-prefetch"]),
     "rabbitmq, prefetch 1 + acks late (project)": ("amqp", []),
 }
 
@@ -157,11 +158,14 @@ def main(argv=None) -> int:
     ap.add_argument("--create-delay", type=float, default=20.0, help="seconds the simulator holds each create")
     ap.add_argument("--deadline", type=float, default=90.0, help="seconds after the kill to wait for messages")
     ap.add_argument("--no-rabbitmq", action="store_true")
+    ap.add_argument("--only", help="run only the scenarios whose name contains this text")
     ap.add_argument("--json")
     opts = ap.parse_args(argv)
     rows = []
     for name, (broker, flags) in SCENARIOS.items():
         if broker == "amqp" and (opts.no_rabbitmq or not amqp_up()):
+            continue
+        if opts.only and opts.only not in name:
             continue
         rows.append(run(name, broker, flags, opts))
         print(json.dumps(rows[-1]), flush=True)

@@ -15,9 +15,9 @@ fresh worker's start-up time (the least any recovery can take).
 ``--eta-jobs`` of the messages are sent first with a ``--countdown`` (as a producer may): a worker takes
 such messages ahead of time and holds them unacknowledged until they are due, whatever its prefetch.
 
-Scenarios: the project's settings on Redis (acks late, prefetch multiplier 1); the same plus
-``worker_disable_prefetch`` (Celery >= 5.6, Redis only); Celery's default prefetch multiplier 4 on Redis
-(what undoing the setting costs); the project's settings on RabbitMQ (skipped with ``--no-rabbitmq`` or
+Scenarios: Redis with acks late and prefetch multiplier 1 only; the same plus ``worker_disable_prefetch``
+(Celery >= 5.6, Redis only: the project's settings); Celery's default prefetch multiplier 4 on Redis,
+without and with ``worker_disable_prefetch``; the project's settings on RabbitMQ (skipped with ``--no-rabbitmq`` or
 when nothing answers at 127.0.0.1:5672).
 """
 
@@ -46,13 +46,24 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 API_KEY = "bench-visibility-key"
 
-SCENARIOS = {
-    "redis, prefetch 1 + acks late (project)": ("redis", []),
-    "redis, + worker_disable_prefetch": ("redis", ["--disable-prefetch"]),
-    "redis, prefetch 4 (Celery default)": ("redis", ["--prefetch-multiplier", "4"]),
-    "redis, prefetch 4 + worker_disable_prefetch": ("redis", ["--prefetch-multiplier", "4", "--disable-prefetch"]),
-    "rabbitmq, prefetch 1 + acks late (project)": ("amqp", []),
+PREFETCHING = "bench.visibility:prefetching_app"
+SCENARIOS = {   # name -> (broker, celery -A, extra worker flags)
+    "redis, prefetch 1 + acks late": ("redis", PREFETCHING, []),
+    "redis, + worker_disable_prefetch (project)": ("redis", "worker", []),
+    "redis, prefetch 4 (Celery default)": ("redis", PREFETCHING, ["--prefetch-multiplier", "4"]),
+    "redis, prefetch 4 + worker_disable_prefetch": ("redis", "worker", ["--prefetch-multiplier", "4"]),
+    "rabbitmq, prefetch 1 + acks late (project)": ("amqp", "worker", []),
 }
+
+
+def __getattr__(name: str):
+    """``prefetching_app``: the project's worker app with ``worker_disable_prefetch`` turned off (built on
+    first access, by ``celery -A bench.visibility:prefetching_app`` in a scenario's worker)."""
+    if name != "prefetching_app":
+        raise AttributeError(name)
+    from worker.tasks import app
+    app.conf.worker_disable_prefetch = False
+    return app
 
 
 def amqp_up() -> bool:
@@ -75,7 +86,7 @@ def unacked(r, queue: str) -> int:
     return n
 
 
-def run(name: str, broker: str, flags: list[str], opts) -> dict:
+def run(name: str, broker: str, app: str, flags: list[str], opts) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="kie-vis-"))
     tag = secrets.token_hex(4)
     prefix, queue = f"bench-vis-{tag}", f"bench-vis-{tag}"
@@ -89,7 +100,7 @@ def run(name: str, broker: str, flags: list[str], opts) -> dict:
     celery_bin = str(Path(sys.executable).with_name("celery"))
 
     def worker(wname: str):
-        argv = [celery_bin, "-A", "worker", "worker", "--loglevel", "INFO", "--concurrency", str(opts.concurrency),
+        argv = [celery_bin, "-A", app, "worker", "--loglevel", "INFO", "--concurrency", str(opts.concurrency),
                 "--hostname", f"{wname}-{tag}@%h", "--without-gossip", "--without-mingle", *flags]
         proc, log = stack.spawn(wname, argv)
         wait_for(lambda: "ready." in log.read_text(errors="replace"), 60, wname, interval=0.05, proc=proc,
@@ -162,12 +173,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     opts = ap.parse_args(argv)
     rows = []
-    for name, (broker, flags) in SCENARIOS.items():
+    for name, (broker, app, flags) in SCENARIOS.items():
         if broker == "amqp" and (opts.no_rabbitmq or not amqp_up()):
             continue
         if opts.only and opts.only not in name:
             continue
-        rows.append(run(name, broker, flags, opts))
+        rows.append(run(name, broker, app, flags, opts))
         print(json.dumps(rows[-1]), flush=True)
     print()
     print(f"not back = not in the job store {opts.deadline:.0f} s after the kill")

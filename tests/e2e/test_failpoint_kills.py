@@ -77,3 +77,24 @@ def test_killed_at_a_failpoint_the_chain_completes_exactly_once(dep, point):
     assert dep.creates_for(prompt) == creates
     job = dep.job(job_id)
     assert job["state"] == "succeeded" and int(job["duplicates"]) == 0
+
+
+@pytest.mark.parametrize("point, redispatched", [("complete.after_finish", 0), ("complete.after_waiter_claim", 1)])
+def test_killed_while_failing_a_chain_its_errback_runs_once(dep, point, redispatched):
+    w1 = dep.stack.start_worker("w1", concurrency=1, pool="solo", env={"KIE_FAILPOINTS": f"{point}:exit"})
+    prompt, job_id, tag = unique(f"[sim:fail] failpoint {point}"), unique("ff").replace(" ", "-"), unique("ff-tag")
+    sig = dep.generate(prompt, job_id=job_id)
+    sig.link_error(dep.user_errback(tag))
+    res = (sig | dep.user_task(unique("never"))).apply_async()
+    wait_for(lambda: w1.poll() is not None, 60, f"worker killed at {point}")
+    dep.stack.start_worker("w2", concurrency=1)
+    got = dep.wait_recorded(tag, 1, timeout=90)
+    assert got == [{"failed_task": res.parent.id}]
+    wait_for(lambda: settled(dep, job_id, res.parent.id), 60, "the waiter marked done")
+    wait_for(lambda: dep.redis.llen(dep.user_queue) == 0, 30, "user queue drained")
+    assert len(dep.recorded(tag)) == 1
+    assert counter(dep, "continuations_redispatched") == redispatched
+    job = dep.job(job_id)
+    assert job["state"] == "failed"
+    # the failed job's parked chain is kept (for an operator's retry) until the retention
+    assert dep.redis.hexists(f"{dep.prefix}:job:{job_id}:waiters", res.parent.id)

@@ -61,6 +61,16 @@ def _count(outcome: str) -> None:
         pass
 
 
+def _observe_delay(complete_time) -> None:
+    """kie.ai's completion (``completeTime``, epoch ms) → now, when the callback carries it."""
+    if not isinstance(complete_time, (int, float)) or complete_time <= 0:
+        return
+    try:
+        _kie()["store"].metrics.since("kie_callback_delay_seconds", complete_time)
+    except Exception:  # noqa: BLE001 - metrics must never break an answer
+        pass
+
+
 @bp.post(CALLBACK_PATH + "<job_id>")
 def callback(job_id: str):
     kie = _kie()
@@ -122,6 +132,7 @@ def callback(job_id: str):
         return _answer(200, status="ignored", detail="job already finished")
     kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
     _count("accepted")
+    _observe_delay(outcome.complete_time)
     return _answer(202, status="accepted", deliveries=deliveries)
 
 
@@ -192,8 +203,7 @@ def healthz():
 @bp.get("/metrics")
 def metrics():
     kie = _kie()
-    text = metrics_text.render(kie["store"], kie["limiter"])
-    return flask.Response(text, mimetype="text/plain; version=0.0.4")
+    return flask.Response(metrics_text.render(kie["store"], kie["limiter"]), content_type=metrics_text.CONTENT_TYPE)
 
 
 @bp.get("/openapi.yaml")

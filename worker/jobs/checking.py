@@ -77,7 +77,7 @@ def from_callback(rt, app, job_id: str) -> str:
     reported = Outcome.from_dict(json.loads(raw))
     relation = task_relation(job, reported.task_id)
     if relation == FOREIGN:
-        store.incr("callbacks_task_mismatch")
+        store.incr("check_task_mismatch")
         log.warning("job %s: callback names task %s, not one of the job's tasks; ignored", job_id, reported.task_id)
         return "mismatch"
     adopting = relation == ADOPTABLE
@@ -85,7 +85,7 @@ def from_callback(rt, app, job_id: str) -> str:
         try:
             outcome = rt.client.record_info(reported.task_id)
         except NotFound:
-            store.incr("callbacks_unknown_task")
+            store.incr("check_unknown_task")
             log.warning("job %s: callback names task %s, which kie.ai does not know; ignored", job_id,
                         reported.task_id)
             return "unknown-task"
@@ -96,7 +96,7 @@ def from_callback(rt, app, job_id: str) -> str:
             store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000))
             return "unconfirmed"
         if adopting and not created_for(outcome, job_id):
-            store.incr("callbacks_foreign_task")
+            store.incr("check_foreign_task")
             log.warning("job %s: callback names task %s, which was not created for this job; ignored", job_id,
                         reported.task_id)
             return "foreign-task"
@@ -105,7 +105,7 @@ def from_callback(rt, app, job_id: str) -> str:
             outcome = dataclasses.replace(outcome, credits=reported.credits,
                                           remained_credits=reported.remained_credits)
         if outcome.terminal and outcome.state != reported.state:
-            store.incr("callbacks_contradicted")
+            store.incr("check_contradicted")
             log.warning("job %s: callback said %s but recordInfo says %s; trusting recordInfo",
                         job_id, reported.state, outcome.state)
     else:

@@ -51,6 +51,8 @@ def succeed(rt, app, job_id: str, outcome) -> bool:
     if job is None:
         return False
     won = rt.store.finish(job_id, JobState.SUCCEEDED, result_dict(job, outcome))
+    if won:
+        rt.store.metrics.credits(outcome.credits, outcome.remained_credits)
     _after_finish(rt, app, job_id, won, JobState.SUCCEEDED)
     return won
 
@@ -78,6 +80,8 @@ def _after_finish(rt, app, job_id: str, won: bool, state: str) -> None:
     rt.limiter.release(job_id)
     if won:
         rt.store.incr(f"jobs_{state}")
+        rt.store.metrics.since("kie_submission_to_outcome_seconds", (rt.store.get(job_id) or {}).get("submitted_at"),
+                               state)
         log.info("job %s %s", job_id, state)
     finish_waiters(rt, app, job_id)
 
@@ -103,6 +107,7 @@ def finish_waiters(rt, app, job_id: str) -> int:
             parking.resume(app, parked, json.loads(job["outcome"]))
         else:
             parking.fail(app, parked, error_for_job(job))
+        rt.store.metrics.since("kie_callback_to_dispatch_seconds", job.get("callback_at"))
         done += 1
     return done
 

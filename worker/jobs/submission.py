@@ -83,9 +83,12 @@ def attempt(rt, app, job_id: str) -> str:
 
     cb = callback_url(s.callback_url, job_id, s.webhook_secret) if s.callback_url else None
     body = build_create_body(job["model"], json.loads(job["input"]), cb)
-    if store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s)) == 0:
+    sending = store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s))
+    if sending == 0:
         rt.limiter.release(job_id)
         return "lost-claim"
+    if sending == 1:
+        store.metrics.since("kie_limiter_wait_seconds", job.get("created_at"))
     store.incr("creates_sent")
     now = Attempt(rt, app, job_id, job, token, member)
     try:
@@ -100,6 +103,7 @@ def attempt(rt, app, job_id: str) -> str:
 def _submitted(a: Attempt, task_id: str) -> str:
     rt, s = a.rt, a.rt.settings
     rt.limiter.confirm(a.member)
+    rt.store.incr("creates_accepted")
     recorded = rt.store.record_task(a.job_id, task_id, first_check_ms=int(first_check_delay(s) * 1000),
                                     timeout_ms=int(float(a.job["timeout"]) * 1000), source="create")
     if recorded == "duplicate":

@@ -7,6 +7,8 @@ retried with backoff, at most three times.
 
 from __future__ import annotations
 
+import time
+
 from ..errors import DownloadError
 from .fetching import download_result
 from .storage import storage_from_settings
@@ -15,10 +17,15 @@ from .storage import storage_from_settings
 def download_job_result(task, rt, result) -> dict:
     """Store ``result``'s files; ``task`` is the bound ``kie.download`` task (for its retries)."""
     s = rt.settings
+    started, outcome = time.monotonic(), "error"
     try:
-        return download_result(result, storage=storage_from_settings(s), allow_hosts=s.download_allow_hosts,
-                               max_bytes=s.download_max_bytes, timeout=s.http_timeout)
+        stored = download_result(result, storage=storage_from_settings(s), allow_hosts=s.download_allow_hosts,
+                                 max_bytes=s.download_max_bytes, timeout=s.http_timeout)
+        outcome = "ok"
+        return stored
     except DownloadError as exc:
         if exc.transient and task.request.retries < task.max_retries:
             raise task.retry(exc=exc, countdown=2 ** task.request.retries)
         raise
+    finally:
+        rt.store.metrics.observe("kie_download_seconds", time.monotonic() - started, outcome)

@@ -1,0 +1,81 @@
+"""End to end: ``GET /metrics`` of the real webhook after a real batch (simulator, gunicorn, worker, beat).
+
+The counters and histogram counts must be exact: N jobs give N acceptances, N creates, N
+submission→outcome observations, and so on, whichever of the processes recorded them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+import worker.errors as errors
+from harness import Deployment, unique
+from worker.cli.stack import wait_for
+
+pytestmark = pytest.mark.e2e
+OK, BAD = 4, 1
+
+
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory):
+    d = Deployment(tmp_path_factory.mktemp("metrics"), callbacks=True, hmac=True)
+    try:
+        yield d.start(concurrency=2, user_worker=False)
+    finally:
+        d.stop()
+
+
+def scrape(dep) -> tuple[str, dict]:
+    text = requests.get(dep.web_url + "/metrics", timeout=10).text
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for family in text_string_to_metric_families(text) for s in family.samples}
+    return text, got
+
+
+def test_a_batch_shows_exact_counters_and_histogram_counts(dep):
+    _, before = scrape(dep)
+    assert before[("kie_jobs_accepted_total", ())] == 0 and before[("kie_upstream_429_total", ())] == 0
+
+    good = [(dep.generate(unique(f"metrics ok {i}")) | dep.download()).apply_async() for i in range(OK)]
+    bad = [dep.generate(unique("metrics [sim:fail=501:content policy]")).apply_async() for _ in range(BAD)]
+    results = [r.get(timeout=90) for r in good]
+    for r in bad:
+        with pytest.raises(errors.GenerationFailed):
+            r.get(timeout=90)
+    n = OK + BAD
+
+    # the last steps (download, the failed chain's errback path) have run; wait for the slots to be given back
+    wait_for(lambda: scrape(dep)[1][("kie_in_flight", ())] == 0, 30, "in-flight slots released")
+    text, got = scrape(dep)
+
+    def v(name, **labels):
+        return got[(name, tuple(sorted(labels.items())))]
+
+    assert v("kie_jobs_accepted_total") == n
+    assert v("kie_creates_sent_total") == n and v("kie_creates_accepted_total") == n
+    assert v("kie_jobs_finished_total", state="succeeded") == OK
+    assert v("kie_jobs_finished_total", state="failed") == BAD
+    assert v("kie_submission_to_outcome_seconds_count", state="succeeded") == OK
+    assert v("kie_submission_to_outcome_seconds_count", state="failed") == BAD
+    assert v("kie_submission_to_outcome_seconds_bucket", state="succeeded", le="+Inf") == OK
+    assert v("kie_limiter_wait_seconds_count") == n
+    assert v("kie_download_seconds_count", outcome="ok") == OK
+    assert v("kie_download_seconds_count", outcome="error") == 0
+    assert v("kie_callbacks_total", outcome="accepted") == n
+    assert v("kie_callback_delay_seconds_count") == n
+    assert v("kie_callback_to_dispatch_seconds_count") == n        # one waiter per job
+    assert v("kie_credits_consumed_total") == pytest.approx(sum(r["credits"] or 0 for r in results))
+    assert v("kie_upstream_429_total") == 0 and v("kie_duplicate_tasks_total") == 0
+    assert v("kie_jobs_waiting_submit") == 0 and v("kie_jobs", state="submitted") == 0
+    if any(r["remained_credits"] is not None for r in results):
+        assert ("kie_remaining_credits", ()) in got
+
+    promtool = shutil.which("promtool")
+    if promtool:
+        run = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stdout + run.stderr

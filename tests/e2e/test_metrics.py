@@ -14,20 +14,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 import worker.errors as errors
-from harness import Deployment, unique
+from harness import unique
 from worker.cli.stack import wait_for
 
-pytestmark = pytest.mark.e2e
 OK, BAD = 4, 1
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("metrics"), callbacks=True, hmac=True)
-    try:
-        yield d.start(concurrency=2, user_worker=False)
-    finally:
-        d.stop()
+DEPLOYMENT = {"callbacks": True, "hmac": True, "start": {"concurrency": 2, "user_worker": False}}
 
 
 def scrape(dep) -> tuple[str, dict]:

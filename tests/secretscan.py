@@ -8,6 +8,7 @@ in whatever order; any finding fails the run.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,8 +20,24 @@ SECRETS = (API_KEY, WEBHOOK_SECRET, HMAC_KEY)
 JOB_TOKEN = re.compile(r"token=[0-9a-f]{64}")
 
 
+def _json_values(text: str) -> str:
+    """The string values of every JSON-object line of ``text`` (JSON logs), unescaped, one per line."""
+    values = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                values += [str(v) for v in record.values()]
+    return "\n".join(values)
+
+
 def in_text(text: str) -> list[str]:
-    """What leaks in ``text``: each secret's first characters, and "a job token"."""
+    """What leaks in ``text`` (JSON log lines are also read decoded): each secret's first characters, and
+    "a job token"."""
+    text = text + "\n" + _json_values(text)
     found = [s[:6] + "…" for s in SECRETS if s in text]
     if JOB_TOKEN.search(text):
         found.append("a job token")

@@ -133,6 +133,8 @@ def callback(job_id: str):
     kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
     _count("accepted")
     _observe_delay(outcome.complete_time)
+    log.info("callback for job %s recorded (delivery %d); kie.complete sent", job_id, deliveries,
+             extra={"event": "callback_recorded", "job_id": job_id, "upstream_task_id": outcome.task_id})
     return _answer(202, status="accepted", deliveries=deliveries)
 
 

@@ -82,6 +82,7 @@ class Settings:
     pump_interval: float = 0.05
     download_max_bytes: int = 50 * 1024 * 1024
     webhook_max_body: int = 64 * 1024
+    log_format: str | None = None      # json | text; None: JSON unless stderr is a terminal (worker.logs)
 
     @property
     def webhook_secret(self) -> str | None:
@@ -170,6 +171,9 @@ class Settings:
         queue = get("KIE_QUEUE", "celery")
         if not re.match(r"^[A-Za-z0-9_.:-]{1,200}$", queue):
             raise ConfigError("KIE_QUEUE", f"expected a queue name of letters, digits or _.:-, got {queue!r}")
+        log_format = get("KIE_LOG_FORMAT")
+        if log_format is not None and log_format.lower() not in ("json", "text"):
+            raise ConfigError("KIE_LOG_FORMAT", f"expected json or text, got {log_format!r}")
         allow = tuple(h.strip() for h in (get("KIE_DOWNLOAD_ALLOW_HOSTS") or "").split(",") if h.strip())
         return cls(
             api_key=get("KIE_API_KEY"),
@@ -199,6 +203,7 @@ class Settings:
             pump_interval=number("KIE_PUMP_INTERVAL", 0.05, float, 0.01),
             download_max_bytes=int(number("KIE_DOWNLOAD_MAX_BYTES", 50 * 1024 * 1024, int, 1)),
             webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
+            log_format=log_format.lower() if log_format else None,
         )
 
 

@@ -365,3 +365,11 @@ def test_settings_is_frozen():
     with pytest.raises(Exception):
         s.max_in_flight = 5  # type: ignore[misc]
     assert not math.isnan(s.job_timeout)
+
+
+def test_log_format():
+    assert from_env().log_format is None                         # JSON unless stderr is a terminal
+    assert from_env(KIE_LOG_FORMAT="json").log_format == "json"
+    assert from_env(KIE_LOG_FORMAT=" Text ").log_format == "text"
+    err = config_error(KIE_LOG_FORMAT="yaml")
+    assert err.variable == "KIE_LOG_FORMAT" and "expected json or text, got 'yaml'" in str(err)

@@ -19,6 +19,7 @@ import time
 
 from ..errors import KieQueueError, NotFound
 from ..kie.schemas import Outcome
+from ..logs import bind as bind_log
 from ..store.records import ADOPTABLE, FOREIGN, task_relation
 from ..store.states import FINISHED, TERMINAL, JobState
 from ..tokens import callback_path
@@ -39,6 +40,7 @@ def check(rt, app, job_id: str) -> str:
         return job["state"]
     if job["state"] != JobState.SUBMITTED:
         return job["state"]
+    bind_log(upstream_task_id=job.get("task_id"))
     now = time.time()
     deadline = int(job["deadline"]) / 1000.0
     try:
@@ -75,6 +77,7 @@ def from_callback(rt, app, job_id: str) -> str:
     if not raw:
         return "no-callback"
     reported = Outcome.from_dict(json.loads(raw))
+    bind_log(upstream_task_id=reported.task_id)
     relation = task_relation(job, reported.task_id)
     if relation == FOREIGN:
         store.incr("check_task_mismatch")

@@ -41,6 +41,7 @@ import uuid
 from ..errors import (InsufficientCredits, MalformedResponse, RateLimited, RetryableUpstreamError,
                       TransportError, UpstreamError)
 from ..kie.schemas import build_create_body
+from ..logs import bind as bind_log
 from ..tokens import callback_url
 from . import completion
 from .timing import (CLAIM_LEASE_MS, COOLDOWN_DEFAULT_S, CREDIT_PAUSE_S, backoff, first_check_delay, jittered,
@@ -104,6 +105,7 @@ def _submitted(a: Attempt, task_id: str) -> str:
     rt, s = a.rt, a.rt.settings
     rt.limiter.confirm(a.member)
     rt.store.incr("creates_accepted")
+    bind_log(upstream_task_id=task_id)
     recorded = rt.store.record_task(a.job_id, task_id, first_check_ms=int(first_check_delay(s) * 1000),
                                     timeout_ms=int(float(a.job["timeout"]) * 1000), source="create")
     if recorded == "duplicate":

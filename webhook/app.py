@@ -8,6 +8,7 @@ import flask
 import redis
 
 from worker.celery_conf import producer
+from worker import tracing
 from worker.logs import install as install_logs
 from worker.settings import Settings
 from worker.store.jobstore import JobStore
@@ -34,6 +35,7 @@ def build_app(settings: Settings | None = None) -> flask.Flask:
     _log_handler()
     for name in ("", "gunicorn.error", "gunicorn.access"):   # the app's records, and gunicorn's own loggers
         install_logs(logging.getLogger(name), s.secrets(), s.log_format)
+    tracing.setup(s, "kie-queue-webhook", flask_app=app)
     app.register_blueprint(routes.bp)
     routes.register_error_handlers(app)
     return app

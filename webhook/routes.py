@@ -33,7 +33,7 @@ import flask
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from worker import task_names
+from worker import task_names, tracing
 from worker.errors import WebhookRejected
 from worker.kie.schemas import parse_callback
 from worker.store.states import TERMINAL
@@ -59,6 +59,13 @@ def _count(outcome: str) -> None:
         _kie()["store"].incr(f"callbacks_{outcome}")
     except Exception:  # noqa: BLE001 - metrics must never break an answer
         pass
+
+
+def _traced_waiter(store, job_id: str) -> dict | None:
+    """A parked waiter of the job (its stored trace context), read only when tracing is on."""
+    if not tracing.enabled():
+        return None
+    return next(iter(store.waiters(job_id).values()), None)
 
 
 def _observe_delay(complete_time) -> None:
@@ -130,7 +137,9 @@ def callback(job_id: str):
     if state in TERMINAL:
         _count("duplicate")
         return _answer(200, status="ignored", detail="job already finished")
-    kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
+    with tracing.job_span("kie.callback", _traced_waiter(store, job_id), **{"kie.job_id": job_id,
+                                                                            "kie.task_id": outcome.task_id}):
+        kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
     _count("accepted")
     _observe_delay(outcome.complete_time)
     log.info("callback for job %s recorded (delivery %d); kie.complete sent", job_id, deliveries,

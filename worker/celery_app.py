@@ -84,6 +84,15 @@ def _json_from_the_start(instance=None, **_):
         instance.quiet = True
 
 
+@signals.worker_process_init.connect
+def _tracing(**_):
+    """OpenTelemetry in each pool process, when configured (the exporters are not fork-safe)."""
+    from .settings import settings
+    from .tracing import setup
+
+    setup(settings(), "kie-queue-worker")
+
+
 @signals.task_prerun.connect
 def _bind_log_context(task_id=None, task=None, args=None, kwargs=None, **_):
     """The job id and Celery task id of the task about to run, on every record it logs."""

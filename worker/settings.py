@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import math
 import os
 import re
@@ -83,6 +84,8 @@ class Settings:
     download_max_bytes: int = 50 * 1024 * 1024
     webhook_max_body: int = 64 * 1024
     log_format: str | None = None      # json | text; None: JSON unless stderr is a terminal (worker.logs)
+    otel: bool = False                 # OpenTelemetry tracing (worker.tracing)
+    otel_jsonl: str | None = None      # also write spans as JSON lines to this file
 
     @property
     def webhook_secret(self) -> str | None:
@@ -174,6 +177,11 @@ class Settings:
         log_format = get("KIE_LOG_FORMAT")
         if log_format is not None and log_format.lower() not in ("json", "text"):
             raise ConfigError("KIE_LOG_FORMAT", f"expected json or text, got {log_format!r}")
+        otel_configured = (get("OTEL_TRACES_EXPORTER", "none").lower() != "none"
+                           or get("OTEL_EXPORTER_OTLP_ENDPOINT") is not None or get("KIE_OTEL_JSONL") is not None)
+        otel = flag("KIE_OTEL", otel_configured)
+        if otel and importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ConfigError("KIE_OTEL", "tracing needs the otel extra: pip install 'kie-queue[otel]'")
         allow = tuple(h.strip() for h in (get("KIE_DOWNLOAD_ALLOW_HOSTS") or "").split(",") if h.strip())
         return cls(
             api_key=get("KIE_API_KEY"),
@@ -204,6 +212,8 @@ class Settings:
             download_max_bytes=int(number("KIE_DOWNLOAD_MAX_BYTES", 50 * 1024 * 1024, int, 1)),
             webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
             log_format=log_format.lower() if log_format else None,
+            otel=otel,
+            otel_jsonl=get("KIE_OTEL_JSONL"),
         )
 
 

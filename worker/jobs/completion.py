@@ -19,6 +19,7 @@ import logging
 
 from ..errors import GenerationFailed, GenerationTimeout
 from ..store.states import FINISHED, JobState
+from .. import tracing
 from . import parking
 
 log = logging.getLogger("kie_queue.completion")
@@ -103,10 +104,11 @@ def finish_waiters(rt, app, job_id: str) -> int:
     for waiter_id, parked in rt.store.waiters(job_id).items():
         if not rt.store.claim_waiter(job_id, waiter_id):
             continue
-        if job["state"] == JobState.SUCCEEDED:
-            parking.resume(app, parked, json.loads(job["outcome"]))
-        else:
-            parking.fail(app, parked, error_for_job(job))
+        with tracing.resumed(parked, job_id=job_id, waited_since_ms=job.get("submitted_at")):
+            if job["state"] == JobState.SUCCEEDED:
+                parking.resume(app, parked, json.loads(job["outcome"]))
+            else:
+                parking.fail(app, parked, error_for_job(job))
         rt.store.metrics.since("kie_callback_to_dispatch_seconds", job.get("callback_at"))
         done += 1
     return done

@@ -163,3 +163,21 @@ def test_promtool_accepts_the_exposition(store, app):
     text = scrape(app)
     run = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_every_event_the_code_counts_is_catalogued():
+    """Each ``incr("...")`` of the product, the webhook's ``_count("...")`` outcomes and the limiter's wait
+    reasons map to catalogued counters (not to the catch-all ``kie_events_total``)."""
+    import re
+    from pathlib import Path
+
+    from worker.store.metrics import CALLBACK_OUTCOMES, WAIT_REASONS
+
+    root = Path(__file__).resolve().parents[2]
+    source = {p: p.read_text() for top in ("worker", "webhook") for p in (root / top).rglob("*.py")}
+    literal = {m for text in source.values() for m in re.findall(r'\bincr\("([a-z0-9_]+)"', text)}
+    assert literal and literal <= set(EVENTS), sorted(literal - set(EVENTS))
+    outcomes = set(re.findall(r'_count\("([a-z_]+)"\)', source[root / "webhook" / "routes.py"]))
+    assert outcomes and outcomes <= set(CALLBACK_OUTCOMES), sorted(outcomes - set(CALLBACK_OUTCOMES))
+    reasons = set(re.findall(r"return \{0, [^}]*'([a-z_]+)'\}", (root / "worker/store/lua/acquire.lua").read_text()))
+    assert reasons and reasons <= set(WAIT_REASONS), sorted(reasons - set(WAIT_REASONS))

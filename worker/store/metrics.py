@@ -60,7 +60,7 @@ CALLBACK_OUTCOMES = ("accepted", "redelivered", "duplicate", "unauthorized", "ba
                      "invalid", "too_large", "bad_content_type", "unknown_job", "task_mismatch")
 CALLBACK_CHECKS = ("task_mismatch", "unknown_task", "foreign_task", "contradicted")
 RETRY_REASONS = ("rate_limited", "transient_error", "unknown_outcome")
-WAIT_REASONS = ("rate", "cooldown", "paused", "in_flight")
+WAIT_REASONS = ("rate", "reserved", "cooldown", "paused", "in_flight")
 FINISHED_STATES = ("succeeded", "failed", "timed_out")
 LIVE_STATES = ("accepted", "submitting", "submitted")
 
@@ -81,7 +81,7 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("kie_retries_total", "counter", "createTask attempts put back to be tried again, by reason.",
            ("reason",), _one(RETRY_REASONS)),
     Metric("kie_waits_total", "counter",
-           "Submissions told to wait by the shared limiter, by reason (rate, cooldown, paused, in_flight).",
+           "Submissions told to wait by the shared limiter, by reason (rate, reserved, cooldown, paused, in_flight).",
            ("reason",), _one(WAIT_REASONS)),
     Metric("kie_callbacks_total", "counter", "Callback requests answered by the webhook, by outcome.",
            ("outcome",), _one(CALLBACK_OUTCOMES)),

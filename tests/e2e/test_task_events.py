@@ -3,10 +3,14 @@ them, so Flower and ``celery events`` see every task without ``-E``."""
 
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
+
+import requests
 
 from worker.celery_conf import producer
-from worker.cli.stack import wait_for
+from worker.cli.stack import free_port, wait_for
 from worker.settings import Settings
 
 DEPLOYMENT = {"callbacks": False, "start": {"user_worker": False}}
@@ -32,3 +36,21 @@ def test_worker_and_beat_emit_task_events(dep):
             thread.join(timeout=10)
     hosts = {e.get("hostname", "") for e in seen if e["type"] == "task-succeeded"}
     assert any(h.startswith("w1@") for h in hosts), hosts
+
+
+def test_flower_shows_the_workers_tasks_with_no_extra_settings(dep):
+    """Flower started as deploy/ starts it (`celery -A worker flower`), nothing else configured."""
+    port = free_port()
+    celery = str(Path(sys.executable).with_name("celery"))
+    dep.stack.spawn("flower", [celery, "-A", "worker", "flower", f"--port={port}", "--address=127.0.0.1"],
+                    env={"FLOWER_UNAUTHENTICATED_API": "true"})
+    url = f"http://127.0.0.1:{port}/api/tasks"
+
+    def sweeps():
+        try:
+            tasks = requests.get(url, params={"taskname": "kie.sweep", "state": "SUCCESS"}, timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return None
+        return [t for t in tasks.values() if t.get("worker", "").startswith("w1@")]
+    done = wait_for(sweeps, 60, "kie.sweep tasks succeeded on w1 in Flower's task list", interval=0.5)
+    assert all(t["runtime"] is not None for t in done)

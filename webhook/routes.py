@@ -39,7 +39,7 @@ from worker.kie.schemas import parse_callback
 from worker.store.states import TERMINAL
 from worker.tokens import CALLBACK_PATH
 
-from . import metrics as metrics_text
+from worker.store import exposition
 from .verify import check_job_token, check_signature, check_task
 
 log = logging.getLogger("kie_queue.webhook")
@@ -214,7 +214,7 @@ def healthz():
 @bp.get("/metrics")
 def metrics():
     kie = _kie()
-    return flask.Response(metrics_text.render(kie["store"], kie["limiter"]), content_type=metrics_text.CONTENT_TYPE)
+    return flask.Response(exposition.render(kie["store"], kie["limiter"]), content_type=exposition.CONTENT_TYPE)
 
 
 @bp.get("/openapi.yaml")

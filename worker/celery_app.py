@@ -16,7 +16,7 @@ import logging
 from celery import Celery, signals
 
 from . import task_names
-from .bootsteps import DuePump
+from .bootsteps import DuePump, MetricsEndpoint
 from .celery_conf import SOFT_SHUTDOWN_S, shared_conf, unsafe_settings
 
 log = logging.getLogger("kie_queue")
@@ -47,6 +47,7 @@ def create_app() -> Celery:
     celery = Celery("kie_queue")
     celery.add_defaults(_defaults)
     celery.steps["worker"].add(DuePump)
+    celery.steps["worker"].add(MetricsEndpoint)
     return celery
 
 

@@ -84,6 +84,7 @@ class Settings:
     download_max_bytes: int = 50 * 1024 * 1024
     webhook_max_body: int = 64 * 1024
     log_format: str | None = None      # json | text; None: JSON unless stderr is a terminal (worker.logs)
+    metrics_port: int | None = None    # a worker serves the deployment's /metrics on this port too
     otel: bool = False                 # OpenTelemetry tracing (worker.tracing)
     otel_jsonl: str | None = None      # also write spans as JSON lines to this file
 
@@ -151,6 +152,14 @@ class Settings:
                 return False
             raise ConfigError(name, f"expected true or false, got {raw!r}")
 
+        def port(name: str) -> int | None:
+            if get(name) is None:
+                return None
+            value = int(number(name, 0, int, 1))
+            if value > 65535:
+                raise ConfigError(name, f"expected a TCP port (1-65535), got {get(name)!r}")
+            return value
+
         def url(name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
             raw = get(name, default)
             if raw is None:
@@ -213,6 +222,7 @@ class Settings:
             webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
             log_format=log_format.lower() if log_format else None,
             otel=otel,
+            metrics_port=port("KIE_METRICS_PORT"),
             otel_jsonl=get("KIE_OTEL_JSONL"),
         )
 

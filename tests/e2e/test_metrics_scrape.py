@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import worker.errors as errors
 from harness import unique
-from worker.cli.stack import wait_for
+from worker.cli.stack import free_port, wait_for
 
 OK, BAD = 6, 2
 
@@ -24,8 +24,8 @@ OK, BAD = 6, 2
 DEPLOYMENT = {"callbacks": True, "hmac": True, "start": {"workers": 2, "concurrency": 2, "user_worker": False}}
 
 
-def scrape(dep) -> tuple[str, dict]:
-    text = requests.get(dep.web_url + "/metrics", timeout=10).text
+def scrape(dep, url: str | None = None) -> tuple[str, dict]:
+    text = requests.get(url or dep.web_url + "/metrics", timeout=10).text
     got = {(s.name, tuple(sorted(s.labels.items()))): s.value
            for family in text_string_to_metric_families(text) for s in family.samples}
     return text, got
@@ -76,3 +76,20 @@ def test_a_batch_shows_exact_counters_and_histogram_counts(dep):
     if promtool:
         run = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
         assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_worker_on_kie_metrics_port_serves_the_same_deployment_wide_numbers(dep):
+    port = free_port()
+    dep.stack.start_worker("w3", concurrency=1, env={"KIE_METRICS_PORT": str(port)})
+    dep.stack.start_worker("w4", concurrency=1, env={"KIE_METRICS_PORT": str(port)})   # same host, same port
+    url = f"http://127.0.0.1:{port}/metrics"
+    dep.generate(unique("metrics on a worker's port")).apply_async().get(timeout=90)
+    wait_for(lambda: scrape(dep)[1][("kie_in_flight", ())] == 0, 30, "in-flight slots released")
+    _, from_worker = scrape(dep, url)
+    _, from_web = scrape(dep)
+    counters = {k: v for k, v in from_web.items() if k[0].endswith(("_total", "_count"))}
+    assert counters and all(from_worker[k] == v for k, v in counters.items())
+    assert from_worker[("kie_jobs_accepted_total", ())] >= 1
+    # the second worker could not bind the port: it says so and works on
+    assert "metrics endpoint not started on port" in dep.stack.log_of("w4")
+    assert "ready." in dep.stack.log_of("w4")

@@ -373,3 +373,10 @@ def test_log_format():
     assert from_env(KIE_LOG_FORMAT=" Text ").log_format == "text"
     err = config_error(KIE_LOG_FORMAT="yaml")
     assert err.variable == "KIE_LOG_FORMAT" and "expected json or text, got 'yaml'" in str(err)
+
+
+def test_metrics_port():
+    assert from_env().metrics_port is None
+    assert from_env(KIE_METRICS_PORT="9108").metrics_port == 9108
+    assert config_error(KIE_METRICS_PORT="70000").variable == "KIE_METRICS_PORT"
+    assert config_error(KIE_METRICS_PORT="http").variable == "KIE_METRICS_PORT"

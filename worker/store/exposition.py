@@ -1,9 +1,10 @@
-"""``GET /metrics``: the deployment's metrics from Redis, exposed through a prometheus_client Collector.
+"""The deployment's metrics from Redis as Prometheus text: a prometheus_client Collector.
 
 Every process records into one Redis hash (``worker.store.metrics``); this collector reads it at
 scrape time (one HGETALL, plus a few cheap reads for the live gauges: queue lengths, in-flight
-slots, pauses), so any web process answers for the whole deployment.  Every catalogued metric is
-exposed from the first scrape with its ``# HELP`` line, zero-valued where it has series.
+slots, pauses), so whoever serves it (the webhook's ``GET /metrics``; a worker on
+``KIE_METRICS_PORT``) answers for the whole deployment.  Every catalogued metric is exposed from
+the first scrape with its ``# HELP`` line, zero-valued where it has series.  No HTTP server here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.store.metrics import CATALOGUE, LIVE_STATES
+from .metrics import CATALOGUE, LIVE_STATES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -72,8 +73,14 @@ def _cooldown(limiter) -> float:
     return max(0, int(limiter.redis.pttl(limiter.cooldown_key))) / 1000.0
 
 
+def registry(store, limiter) -> CollectorRegistry:
+    """A registry holding only the deployment's collector (no per-process metrics: they would describe
+    whichever process happened to answer)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(DeploymentCollector(store, limiter))
+    return reg
+
+
 def render(store, limiter) -> bytes:
     """The exposition text of the whole deployment."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DeploymentCollector(store, limiter))
-    return generate_latest(registry)
+    return generate_latest(registry(store, limiter))

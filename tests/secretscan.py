@@ -1,6 +1,6 @@
 """The suite-wide secret check: no configured test secret and no job token in any log of the run.
 
-``conftest.pytest_sessionfinish`` runs :func:`leaks` over every ``*.log`` file the run wrote under
+``conftest.pytest_sessionfinish`` runs :func:`leaks` over every ``*.log`` (and ``*.jsonl``) file the run wrote under
 pytest's base temporary folder (the logs of every worker, beat, webhook and simulator process the
 deployments started) and over every log record of the test process itself, whatever tests ran and
 in whatever order; any finding fails the run.
@@ -45,9 +45,10 @@ def in_text(text: str) -> list[str]:
 
 
 def leaks(base: Path, process_lines: list[str]) -> dict[str, list[str]]:
-    """``{where: [what]}`` for every log under ``base`` and the test process's own records."""
+    """``{where: [what]}`` for every log (``*.log``; ``*.jsonl``: exported spans) under ``base`` and the test
+    process's own records."""
     problems = {}
-    for path in sorted(base.rglob("*.log")):
+    for path in sorted([*base.rglob("*.log"), *base.rglob("*.jsonl")]):
         found = in_text(path.read_text(errors="replace"))
         if found:
             problems[str(path.relative_to(base))] = found

@@ -12,6 +12,9 @@ The gap is crossed by :func:`carry`, which stores the ``traceparent`` of the run
 its parked waiter, and :func:`resumed` / :func:`job_span`, which continue that context when the job is
 completed (by a callback or by a poll that started in another trace, which is then linked).
 
+Secrets: the webhook's request spans have the callback URL's job token masked, and outgoing request
+spans have credential-like query values masked (``worker.redact``); no request body or header is recorded.
+
 Exporters (``OTEL_TRACES_EXPORTER``): ``otlp`` (needs ``opentelemetry-exporter-otlp``), ``console``, or
 ``KIE_OTEL_JSONL=PATH``: every finished span as one JSON line appended to PATH (local debugging, tests).
 """
@@ -41,8 +44,31 @@ def setup(s, service: str, *, flask_app=None) -> bool:
             _STATE.update(on=True, pid=os.getpid())
     if flask_app is not None:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
-        FlaskInstrumentor().instrument_app(flask_app)
+        # a response hook: the instrumentation sets the URL attributes again after its request hook
+        FlaskInstrumentor().instrument_app(flask_app, response_hook=_redact_server_span)
     return True
+
+
+_URL_ATTRIBUTES = ("http.url", "url.full", "http.target", "url.query")
+
+
+def _redact_server_span(span, *_) -> None:
+    """The callback's URL carries the job's token: mask it in the request span's attributes."""
+    from .redact import mask_tokens, redact_url
+    attributes = getattr(span, "attributes", None) or {}
+    for key in _URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str):
+            span.set_attribute(key, mask_tokens(redact_url(value)))
+
+
+def _redact_client_span(span, request) -> None:
+    """Outgoing URLs (result downloads may be presigned) without credentials in their query."""
+    from .redact import redact_url
+    attributes = getattr(span, "attributes", None) or {}
+    for key in ("http.url", "url.full"):
+        if isinstance(attributes.get(key), str):
+            span.set_attribute(key, redact_url(attributes[key]))
 
 
 def _install(s, service: str) -> None:
@@ -67,7 +93,7 @@ def _install(s, service: str) -> None:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     CeleryInstrumentor().instrument(tracer_provider=provider)
-    RequestsInstrumentor().instrument(tracer_provider=provider)
+    RequestsInstrumentor().instrument(tracer_provider=provider, request_hook=_redact_client_span)
 
 
 def _tracer():

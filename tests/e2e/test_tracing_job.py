@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+import secretscan
 from harness import unique
 from worker.cli.stack import wait_for
 
@@ -90,6 +91,10 @@ def test_one_trace_per_job_across_the_callback_gap(traced, producer_tracing):
         callback = next(s for s in spans if s["name"] == "kie.callback")
         assert callback["links"] and callback["links"][0]["trace_id"] != trace_id
         assert callback["attributes"]["kie.job_id"] == results[name]["job_id"]
+
+    # the callback request's span names the route, never the job's token (nor any other secret)
+    text = path.read_text()
+    assert "/kie/callback/" in text and secretscan.in_text(text) == []
 
     # one trace per job: the two jobs share no span
     a, b = (set(s["span_id"] for s in trace_of(t)) for t, _ in jobs.values())

@@ -10,12 +10,14 @@ per half minute.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from ...errors import ConfigError, StorageError
 from . import build_storage
 
+log = logging.getLogger("kie_queue.storage")
 HEALTH_MAX_AGE = 30.0
 _lock = threading.Lock()
 _last: dict = {}
@@ -36,13 +38,17 @@ def startup_problem(settings) -> ConfigError | None:
         e = problem(settings)
     except ConfigError as config:   # boto3 missing
         return config
+    if e is not None and e.transient:
+        log.warning("result storage not reachable at start-up (downloads will retry): %s", e.message)
     if e is None or e.transient:
         return None
     return ConfigError(e.variable or settings.storage.variable, e.reason)
 
 
 def health(settings, *, max_age: float = HEALTH_MAX_AGE, now=time.monotonic) -> str:
-    """``"ok"`` or ``"error: <reason>"``, from a check at most ``max_age`` seconds old."""
+    """``"ok"``, ``"unavailable"`` (transient) or ``"error: check <VARIABLE>"``, from a check at most
+    ``max_age`` seconds old.  The text is fit for a public page (no bucket, no path, no reason);
+    the reason itself is logged once per check."""
     key = (settings.storage, settings.s3_endpoint_url)
     with _lock:
         cached = _last.get(key)
@@ -50,9 +56,14 @@ def health(settings, *, max_age: float = HEALTH_MAX_AGE, now=time.monotonic) -> 
             return cached[1]
     try:
         e = problem(settings)
-        text = "ok" if e is None else f"error: {e.message}"
+        if e is None:
+            text = "ok"
+        else:
+            log.warning("result storage check failed: %s", e.message)
+            text = "unavailable" if e.transient else f"error: check {e.variable or settings.storage.variable}"
     except ConfigError as config:
-        text = f"error: {config.message}"
+        log.warning("result storage check failed: %s", config.message)
+        text = f"error: check {config.variable}"
     with _lock:
         _last[key] = (now(), text)
     return text

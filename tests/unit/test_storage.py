@@ -271,6 +271,57 @@ def test_check(backend):
     assert info.value.variable == "KIE_STORAGE_URL" and not info.value.transient
 
 
+MEASURE = r"""
+import json, sys
+from worker.results.fetching import fetch_to_storage
+from worker.results.storage import LocalStorage
+from worker.results.storage.s3 import MIN_PART_SIZE, S3Storage
+
+kind, where, base_url, warm, big = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+if kind == "s3":
+    bucket, endpoint = where.split("@", 1)
+    storage = S3Storage(bucket, "results/v1", endpoint_url=endpoint, part_size=MIN_PART_SIZE)
+else:
+    storage = LocalStorage(where)
+def peak_kib():
+    # this process's own peak RSS (not ru_maxrss: after fork+exec it can still hold the parent's peak)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+fetch_to_storage(f"{base_url}/body/{warm}/20", storage, "warm/0.{ext}", allow_hosts=["127.0.0.1"],
+                 max_bytes=big, timeout=120)
+before = peak_kib()
+entry = fetch_to_storage(f"{base_url}/body/{big}/21", storage, "big/0.{ext}", allow_hosts=["127.0.0.1"],
+                         max_bytes=big, timeout=120)
+print(json.dumps({"before_kib": before, "after_kib": peak_kib(), "sha256": entry["sha256"], "bytes": entry["bytes"]}))
+"""
+
+
+def test_memory_stays_flat_while_a_50_mb_file_streams_through(backend, bodies):
+    """In a process of its own: the peak RSS after a 50 MiB download is within 20 MiB of the peak after a
+    warm-up download of 2.5 parts (a body held whole would add at least 37 MiB)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    big, warm = 50 * MB, 5 * MIN_PART_SIZE // 2
+    where = (f"{backend.bucket}@{backend.server.endpoint}" if backend.name == "s3"
+             else str(backend.storage.root))
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", MEASURE, backend.name, where, bodies, str(warm), str(big)],
+                         capture_output=True, text=True, timeout=300, cwd=root,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    growth_mib = (figures["after_kib"] - figures["before_kib"]) / 1024
+    print(f"{backend.name}: peak RSS {figures['before_kib'] / 1024:.1f} MiB after the warm-up, "
+          f"{figures['after_kib'] / 1024:.1f} MiB after 50 MiB (+{growth_mib:.1f} MiB)")
+    assert growth_mib < 20
+    data = png_body(big, 21)
+    assert figures["bytes"] == big and figures["sha256"] == hashlib.sha256(data).hexdigest()
+    assert backend.read("big/0.png") == data
+
+
 # --- S3 only --------------------------------------------------------------------------------------
 
 def test_presigned_url_needs_no_credentials(s3_env):

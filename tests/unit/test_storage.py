@@ -388,6 +388,72 @@ def test_bad_credentials_are_refused_and_named(moto_auth_server, monkeypatch):
     S3Storage(moto_auth_server.bucket, endpoint_url=moto_auth_server.endpoint, max_attempts=1).check()
 
 
+class FlakyProxy(http.server.BaseHTTPRequestHandler):
+    """Forwards to moto, but answers the first ``failures`` requests with 503 SlowDown (S3's throttling)."""
+
+    protocol_version = "HTTP/1.1"
+    target = ""
+    failures = 0
+    seen: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def _relay(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        FlakyProxy.seen.append(self.command)
+        if FlakyProxy.failures > 0:
+            FlakyProxy.failures -= 1
+            error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(b"" if self.command == "HEAD" else error)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        answer = requests.request(self.command, FlakyProxy.target + self.path, headers=headers, data=body, timeout=30)
+        self.send_response(answer.status_code)
+        for k, v in answer.headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", answer.headers.get("Content-Length", str(len(answer.content))))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.content)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+
+
+@pytest.fixture
+def flaky(s3_env):
+    FlakyProxy.target, FlakyProxy.failures, FlakyProxy.seen = s3_env.endpoint, 0, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyProxy)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_throttling_is_retried_by_botocore_then_reported_as_transient(s3_env, flaky, bodies):
+    bucket = s3_env.new_bucket()
+    FlakyProxy.failures = 3
+    storage = S3Storage(bucket, endpoint_url=flaky, max_attempts=5, part_size=MIN_PART_SIZE)
+    entry = fetch_to_storage(f"{bodies}/body/{MIN_PART_SIZE + 1000}/13", storage, "j/0.{ext}", allow_hosts=LOCAL,
+                             max_bytes=64 * MB, timeout=60)
+    assert FlakyProxy.failures == 0 and len(FlakyProxy.seen) > 3          # three 503s, each retried
+    body = s3_env.client().get_object(Bucket=bucket, Key="j/0.png")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+    FlakyProxy.failures = 10**6                                            # throttled for good
+    storage = S3Storage(bucket, endpoint_url=flaky, max_attempts=2)
+    with pytest.raises(DownloadError) as info:
+        fetch_to_storage(f"{bodies}/body/5000/14", storage, "j/1.{ext}", allow_hosts=LOCAL)
+    assert info.value.transient and "HeadObject" in str(info.value) and "HTTP 503" in str(info.value)
+    FlakyProxy.failures = 0
+    assert storage.store("j/1.png", chunks(b"y" * 100), content_type="image/png").bytes == 100
+
+
 def test_part_size_below_the_s3_minimum_is_refused():
     with pytest.raises(ValueError, match="part_size"):
         S3Storage("kie-bucket", part_size=MIN_PART_SIZE - 1)

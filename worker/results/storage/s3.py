@@ -209,7 +209,8 @@ class S3Storage(Storage):
                                     f"({CREDENTIALS}, AWS_PROFILE or the instance role) and their permissions",
                                     variable=CREDENTIALS)
             transient = status is None or status >= 500 or status == 429 or code in _TRANSIENT_CODES
-            return StorageError(f"{where}: {code} (HTTP {status})", transient=transient)
+            said = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
+            return StorageError(f"{where}: {said}", transient=transient)
         if isinstance(e, (NoCredentialsError, PartialCredentialsError)):
             return StorageError(f"{where}: no usable AWS credentials found (set {CREDENTIALS}, AWS_PROFILE, or "
                                 f"run with an instance role)", variable=CREDENTIALS)

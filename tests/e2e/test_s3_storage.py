@@ -14,28 +14,24 @@ import hashlib
 import pytest
 import requests
 
-from harness import Deployment, unique
+from harness import unique
 from s3support import SECRET_ACCESS_KEY, aws_env
 
 PRESIGN_SECONDS = 600
 
 
 @pytest.fixture(scope="module")
-def s3dep(tmp_path_factory, moto_server):
+def s3dep(deploy, moto_server):
     bucket = moto_server.new_bucket()
     env = {**aws_env(moto_server.endpoint), "KIE_STORAGE_URL": f"s3://{bucket}/kie/results",
            "KIE_STORAGE_PRESIGN_SECONDS": str(PRESIGN_SECONDS)}
-    d = Deployment(tmp_path_factory.mktemp("s3dep"), extra_env=env)
-    d.bucket = bucket
-    d.no_credentials_queue = d.user_queue + "-nocreds"
-    try:
-        d.start(workers=1, concurrency=2)
+    with deploy("s3dep", start={"workers": 1, "concurrency": 2}, extra_env=env) as d:
+        d.bucket = bucket
+        d.no_credentials_queue = d.user_queue + "-nocreds"
         # another team's worker with no AWS credentials at all: it can only use presigned URLs
         d.start_user_worker(queue=d.no_credentials_queue, name="nocreds",
                             env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "KIE_S3_ENDPOINT_URL": ""})
         yield d
-    finally:
-        d.stop()
 
 
 def read_files(dep, tag: str, via: str):

@@ -395,17 +395,20 @@ class FlakyProxy(http.server.BaseHTTPRequestHandler):
     target = ""
     failures = 0
     seen: list = []
+    refuse = None       # or a function (method, path) -> bool: answer those 500 InternalError, always
 
     def log_message(self, *args):
         pass
 
     def _relay(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        FlakyProxy.seen.append(self.command)
-        if FlakyProxy.failures > 0:
-            FlakyProxy.failures -= 1
-            error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-            self.send_response(503)
+        FlakyProxy.seen.append((self.command, self.path))
+        refused = FlakyProxy.refuse is not None and FlakyProxy.refuse(self.command, self.path)
+        if FlakyProxy.failures > 0 or refused:
+            FlakyProxy.failures -= 0 if refused else 1
+            code = b"InternalError" if refused else b"SlowDown"
+            error = b"<Error><Code>" + code + b"</Code><Message>try again</Message></Error>"
+            self.send_response(500 if refused else 503)
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(error)))
             self.end_headers()
@@ -427,7 +430,7 @@ class FlakyProxy(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky(s3_env):
-    FlakyProxy.target, FlakyProxy.failures, FlakyProxy.seen = s3_env.endpoint, 0, []
+    FlakyProxy.target, FlakyProxy.failures, FlakyProxy.seen, FlakyProxy.refuse = s3_env.endpoint, 0, [], None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyProxy)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -452,6 +455,23 @@ def test_throttling_is_retried_by_botocore_then_reported_as_transient(s3_env, fl
     assert info.value.transient and "HeadObject" in str(info.value) and "HTTP 503" in str(info.value)
     FlakyProxy.failures = 0
     assert storage.store("j/1.png", chunks(b"y" * 100), content_type="image/png").bytes == 100
+
+
+def test_a_store_failing_midway_aborts_the_upload(s3_env, flaky, bodies):
+    """The second part never gets in (500 on every try): the multipart upload is aborted, no object is left,
+    and the error is transient (the task retries it)."""
+    bucket = s3_env.new_bucket()
+    FlakyProxy.refuse = lambda method, path: method == "PUT" and "partNumber=2" in path
+    storage = S3Storage(bucket, "r", endpoint_url=flaky, max_attempts=2, part_size=MIN_PART_SIZE)
+    with pytest.raises(DownloadError) as info:
+        fetch_to_storage(f"{bodies}/body/{3 * MIN_PART_SIZE}/15", storage, "j/0.{ext}", allow_hosts=LOCAL,
+                         max_bytes=64 * MB, timeout=60)
+    assert info.value.transient and "UploadPart" in str(info.value) and "InternalError" in str(info.value)
+    assert sum(1 for m, p in FlakyProxy.seen if m == "PUT" and "partNumber=1" in p) == 1
+    assert any(m == "DELETE" and "uploadId=" in p for m, p in FlakyProxy.seen)        # AbortMultipartUpload
+    client = s3_env.client()
+    assert client.list_objects_v2(Bucket=bucket).get("Contents", []) == []
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def test_part_size_below_the_s3_minimum_is_refused():

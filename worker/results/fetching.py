@@ -215,6 +215,8 @@ def _store(response: requests.Response, storage: Storage, name: str, *, url: str
 
 
 def _capped(chunks, max_bytes: int):
+    """Pass ``chunks`` through, refusing the body once more than ``max_bytes`` have come (the storage then
+    commits nothing)."""
     size = 0
     for chunk in chunks:
         size += len(chunk)

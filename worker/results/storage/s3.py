@@ -5,7 +5,8 @@ through boto3 (the ``[s3]`` extra, imported only when this module is) with the s
 configuration: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION``,
 instance and container roles.
 
-How a file is written, memory bounded by about two parts (``part_size``, default 8 MiB):
+How a file is written, memory bounded by about one part (``part_size``, default 8 MiB) plus the
+bytes of one read:
 
 * bodies up to one part are one ``PutObject`` with the content type and the metadata ``sha256`` and
   ``bytes``;
@@ -136,7 +137,7 @@ class S3Storage(Storage):
                     if upload is None:
                         upload = _Multipart(self, f"{self._incoming_prefix()}{relative_name}.{secrets.token_hex(8)}",
                                             content_type)
-                    upload.send(bytes(buffer))
+                    upload.send(buffer)
                     buffer = bytearray()
             sha = digest.hexdigest()
             existing = self._head(key)
@@ -147,11 +148,11 @@ class S3Storage(Storage):
                 return self._stored(relative_name, key, sha, size, content_type, skipped=True)
             metadata = {"sha256": sha, "bytes": str(size)}
             if upload is None:
-                self._call("PutObject", self.client.put_object, Bucket=self.bucket, Key=key, Body=bytes(buffer),
+                self._call("PutObject", self.client.put_object, Bucket=self.bucket, Key=key, Body=buffer,
                            ContentType=content_type, Metadata=metadata)
             else:
                 if buffer:
-                    upload.send(bytes(buffer))
+                    upload.send(buffer)
                 buffer = bytearray()
                 upload.complete()
                 self._call("CopyObject", self.client.copy_object, Bucket=self.bucket, Key=key,
@@ -231,7 +232,8 @@ class _Multipart:
                                Bucket=storage.bucket, Key=key, ContentType=content_type)
         self.upload_id = answer["UploadId"]
 
-    def send(self, body: bytes) -> None:
+    def send(self, body: bytearray) -> None:
+        """Upload ``body`` as the next part (the caller hands it over and does not change it again)."""
         number = len(self.parts) + 1
         s = self.storage
         answer = s._call("UploadPart", s.client.upload_part, Bucket=s.bucket, Key=self.key, UploadId=self.upload_id,

@@ -70,7 +70,8 @@ def _refuse_unusable_storage() -> None:
 
     problem = startup_problem(settings())
     if problem is not None:
-        # logging is not set up yet at worker_init: the exit message goes to stderr.  SystemExit, not an exception: Celery's signal dispatch logs and swallows exceptions
+        # Logging is not set up yet at worker_init, so the message goes to stderr with the exit.
+        # SystemExit, not an exception: Celery's signal dispatch logs and swallows exceptions.
         raise SystemExit(f"kie-queue: cannot start: result storage unusable: {problem.message}")
 
 

@@ -15,7 +15,7 @@ job is not finished yet), and must not hold a worker until it is.  So the task:
    :func:`fail` marks the task and every remaining step FAILURE and runs the errbacks.
 
 :func:`rerun` makes a parked chain that already ran (failed) runnable again under new task ids
-(an operator's retry): the original ``AsyncResult``\ s keep their FAILURE.
+(an operator's retry): the original ``AsyncResult`` objects keep their FAILURE.
 
 Measured with celery 5.7: without ``delivery_info={}`` in the rebuilt request, errbacks not
 registered in the completing process crash on ``None.get``; the tests in ``tests/e2e/test_parking.py``

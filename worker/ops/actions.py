@@ -24,7 +24,7 @@ log = logging.getLogger("kie_queue.ops")
 
 def retry(rt, producer, refs) -> list[dict]:
     """Run each failed job again (a new upstream task) and, when it succeeds, the post-processing that
-    was parked behind it, under new task ids (the original ``AsyncResult``\\ s stay failed).
+    was parked behind it, under new task ids (the original ``AsyncResult`` objects stay failed).
 
     A success: ``{"job_id", "outcome": "retried", "generation": n, "runs": [{"replaces": old task id,
     "task_id": new kie.generate task id, "chain_task_ids": [new ids of the remaining steps, in order]}]}``.
@@ -69,12 +69,9 @@ def cancel(rt, producer, refs) -> list[dict]:
         if job_id is None:
             out.append({"job_id": ref, "outcome": "not_found"})
             continue
-        verdict, task_id, sent = rt.store.cancel(job_id)
-        if verdict == "missing":
-            out.append({"job_id": job_id, "outcome": "not_found"})
-            continue
-        if verdict != "cancelled":
-            out.append({"job_id": job_id, "outcome": f"not_cancellable: {verdict}"})
+        done, state, task_id, sent = rt.store.cancel(job_id)
+        if not done:
+            out.append({"job_id": job_id, "outcome": "not_found" if state == "missing" else f"not_cancellable: {state}"})
             continue
         rt.limiter.release(job_id)
         rt.store.incr("jobs_cancelled")

@@ -160,13 +160,14 @@ class JobStore:
         return bool(self._run("reschedule", keys=[self.keys.due_check, self.keys.job(job_id), self.keys.timeline(job_id)],
                               args=[job_id, max(0, int(delay_ms)), JobState.SUBMITTED.value, event, detail]))
 
-    def cancel(self, job_id: str, *, reason: str = "cancelled by an operator") -> tuple[str, str | None, bool]:
-        """Cancel an unfinished job.  Returns (verdict, task_id, was_sent): verdict ``cancelled``, or the
-        state of a job that was already terminal, or ``missing``."""
+    def cancel(self, job_id: str, *, reason: str = "cancelled by an operator") -> tuple[bool, str, str | None, bool]:
+        """Cancel an unfinished job.  Returns (done, state, task_id, was_sent): ``done`` is True for the call
+        that cancelled it; otherwise ``state`` is the terminal state it already had, or ``missing``."""
         k = self.keys
-        verdict, task_id, sent = self._run("cancel", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id)],
-                                           args=[job_id, reason])
-        return _decode(verdict), _decode(task_id) or None, bool(sent)
+        verdict, task_id, sent, state = self._run(
+            "cancel", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id)], args=[job_id, reason])
+        verdict = _decode(verdict)
+        return verdict == "cancelled", (_decode(state) or verdict), _decode(task_id) or None, bool(sent)
 
     def rerun(self, job_id: str, *, generation: int, reason: str, detail: str = "",
               remove_waiters: list[str] = (), add_waiters: dict[str, dict] | None = None) -> tuple[int, str]:

@@ -17,7 +17,7 @@ import datetime
 import json
 
 from ..tokens import callback_path
-from .states import UNSUBMITTED
+from .states import RERUNNABLE, UNSUBMITTED
 
 KNOWN, ADOPTABLE, FOREIGN = "known", "adoptable", "foreign"
 MASKED = "***"
@@ -99,6 +99,7 @@ class JobView:
     deadline: str | None
     timeout_seconds: float | None
     generation: int
+    retryable: bool
     attempts: int
     errors: int
     task_id: str | None
@@ -146,6 +147,7 @@ class JobView:
             deadline=iso_ms(job.get("deadline")),
             timeout_seconds=float(timeout) if timeout not in (None, "") else None,
             generation=_int(job.get("generation"), 1),
+            retryable=job.get("state") in RERUNNABLE,
             attempts=_int(job.get("attempts")),
             errors=_int(job.get("errors")),
             task_id=job.get("task_id") or None,

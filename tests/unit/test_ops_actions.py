@@ -1,6 +1,6 @@
 """Tests of worker.ops (queries and actions) against the real Redis and the simulator in-process over
 HTTP; the test plays the worker where a worker would carry a job on (submission.attempt, checking.check).
-The end-to-end halves (real workers, chains, errbacks) are in tests/e2e/test_ops.py."""
+The end-to-end halves (real workers, chains, errbacks) are in tests/e2e/test_ops.py; this file is test_ops_actions.py (one basename per suite)."""
 
 from __future__ import annotations
 

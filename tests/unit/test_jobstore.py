@@ -451,6 +451,8 @@ def test_a_rerun_keeps_the_ended_generation_and_retires_its_tasks(store):
                         error="[422] no")
     store.claim_waiter("job-1", "w1")
     assert store.rerun("job-1", generation=5, reason="retried") == (0, "failed")     # not the generation seen
+    # a swap that does not name every finished waiter: a chain failed after the caller looked
+    assert store.rerun("job-1", generation=1, reason="retried", add_waiters={"w8": {"id": "w8"}}) == (0, "changed")
     assert store.rerun("job-1", generation=1, reason="retried", remove_waiters=["w1"],
                        add_waiters={"w9": {"id": "w9"}}) == (2, "accepted")
     job = store.get("job-1")

@@ -96,3 +96,18 @@ def test_a_retired_task_reported_again_changes_nothing(system):
     rt.store.record_callback("regen-late", {"task_id": first, "state": "fail", "fail_code": "500"})
     assert checking.from_callback(rt, app, "regen-late") == "mismatch"
     assert rt.store.get("regen-late")["generation"] == "2"
+
+
+def test_a_deliberate_rerun_gets_the_whole_budget_again(system):
+    from worker.ops import actions
+
+    rt, app = make(system)
+    prompt = "a road [sim:fail=500:internal error*5] " + FAST
+    system.accept(prompt, job_id="regen-again")
+    assert run_to_end(rt, app, "regen-again") == "failed"                    # generations 1-3 failed
+    assert actions.retry(rt, app, ["regen-again"])[0]["outcome"] == "retried"   # generation 4
+    assert rt.store.get("regen-again")["regenerations"] == "0"
+    assert run_to_end(rt, app, "regen-again") == "succeeded"                 # 4 and 5 fail, 6 succeeds
+    job = rt.store.get("regen-again")
+    assert (job["generation"], job["regenerations"]) == ("6", "2")
+    assert system.sim_stats()["prompts"][prompt] == 6

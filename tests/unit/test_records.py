@@ -46,7 +46,7 @@ def test_job_view_types_every_field():
                                callers=2, callback_base="https://hooks.example/")
     out = view.to_json()
     assert (out["attempts"], out["errors"], out["callbacks"], out["generation"], out["callers"]) == (3, 1, 2, 2, 2)
-    assert out["retryable"] is True and out["timeout_seconds"] == 900.0
+    assert out["retryable"] is True and out["timeout_seconds"] == 900.0 and out["regenerations"] == 0
     assert out["created_at"] == "2026-12-02T16:19:21.139Z" and out["deadline"].endswith("Z")
     assert out["task_ids"] == ["t1", "t2"] and out["task_id"] == "t2"
     assert out["error"] == {"type": "GenerationFailed", "code": "422", "message": "policy"}

@@ -53,6 +53,9 @@ def test_transient_failures_are_generated_again_and_the_job_succeeds(system):
     assert rt.store.waiter_done("regen-ok", waiter["id"])
     assert app.AsyncResult(waiter["id"]).get(timeout=5)["task_id"] == job["task_id"]
     assert rt.store.counters()["regenerations"] == 2
+    from worker.ops.queries import find_job
+    view = find_job(rt, "regen-ok")
+    assert view.regenerations == 2 and [g["error"]["code"] for g in view.generations] == ["500", "500"]
 
 
 def test_transient_failures_beyond_the_limit_fail_the_job(system):

@@ -99,6 +99,7 @@ class JobView:
     deadline: str | None
     timeout_seconds: float | None
     generation: int
+    regenerations: int
     retryable: bool
     attempts: int
     errors: int
@@ -147,6 +148,7 @@ class JobView:
             deadline=iso_ms(job.get("deadline")),
             timeout_seconds=float(timeout) if timeout not in (None, "") else None,
             generation=_int(job.get("generation"), 1),
+            regenerations=_int(job.get("regenerations")),
             retryable=job.get("state") in RERUNNABLE,
             attempts=_int(job.get("attempts")),
             errors=_int(job.get("errors")),

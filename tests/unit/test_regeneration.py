@@ -14,6 +14,7 @@ from worker import runtime
 from worker.cli.stack import wait_for
 from worker.errors import GenerationFailed
 from worker.jobs import checking, regeneration, submission
+from worker.ops import actions, queries
 
 FAST = "[sim:duration=0]"
 
@@ -53,8 +54,7 @@ def test_transient_failures_are_generated_again_and_the_job_succeeds(system):
     assert rt.store.waiter_done("regen-ok", waiter["id"])
     assert app.AsyncResult(waiter["id"]).get(timeout=5)["task_id"] == job["task_id"]
     assert rt.store.counters()["regenerations"] == 2
-    from worker.ops.queries import find_job
-    view = find_job(rt, "regen-ok")
+    view = queries.find_job(rt, "regen-ok")
     assert view.regenerations == 2 and [g["error"]["code"] for g in view.generations] == ["500", "500"]
 
 
@@ -102,8 +102,6 @@ def test_a_retired_task_reported_again_changes_nothing(system):
 
 
 def test_a_deliberate_rerun_gets_the_whole_budget_again(system):
-    from worker.ops import actions
-
     rt, app = make(system)
     prompt = "a road [sim:fail=500:internal error*5] " + FAST
     system.accept(prompt, job_id="regen-again")

@@ -98,6 +98,9 @@ def test_list_jobs_is_newest_first_with_state_since_and_limit(env):
     assert [j.job_id for j in queries.list_jobs(rt, state="accepted", limit=1)] == ["list-2"]
     assert len(queries.list_jobs(rt, since_seconds=3600)) == 4
     assert queries.list_jobs(rt, limit=0) == []
+    assert all(j.timeline == [] for j in queries.list_jobs(rt))
+    assert [e["event"] for e in queries.list_jobs(rt, state="cancelled", with_timeline=True)[0].timeline] == \
+        ["accepted", "cancelled"]
     rt.redis.zadd(rt.store.keys.jobs, {"list-0": rt.store.server_ms() - 7_200_000})   # two hours old
     assert "list-0" not in [j.job_id for j in queries.list_jobs(rt, since_seconds=3600)]
 

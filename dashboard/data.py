@@ -4,11 +4,12 @@ with durations, the limiter's recent creates, the gallery, and the one safe way 
 from __future__ import annotations
 
 import datetime as dt
-import os
+import itertools
 import time
-from pathlib import Path
+from typing import Iterator
 
 from worker.ops import queries
+from worker.results.storage import storage_from_settings
 
 STATES = ("accepted", "submitting", "submitted", "succeeded", "failed", "timed_out", "cancelled", "rejected")
 AGES = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "1d": 86400, "7d": 7 * 86400}
@@ -63,7 +64,7 @@ def gallery(rt, limit: int = 48) -> list[dict]:
     items = []
     for v in queries.list_jobs(rt, state="succeeded", limit=limit * 2):
         for n, f in enumerate(v.files):
-            if f.get("content_type") in IMAGE_TYPES and f.get("path"):
+            if f.get("content_type") in IMAGE_TYPES and f.get("uri"):
                 items.append({"job_id": v.job_id, "n": n, "prompt": (v.input or {}).get("prompt") or ""})
                 break
         if len(items) >= limit:
@@ -87,17 +88,24 @@ def credits(rt) -> tuple[float | None, str | None]:
     return cached[1]
 
 
-def result_file(rt, job_id: str, n: int) -> tuple[Path, str] | None:
-    """The ``n``-th stored file of ``job_id`` and its content type, if it is an image inside the storage
-    folder; None otherwise (no path from a request ever reaches the file system)."""
+def result_file(rt, job_id: str, n: int) -> tuple[Iterator[bytes], str] | None:
+    """The bytes (streamed) and content type of the ``n``-th stored file of ``job_id``, if it is an image
+    kept by this deployment's storage; None otherwise.  The file is named by the job record's own ``uri``,
+    which must map back to a name inside the configured folder or bucket: no path from a request ever
+    reaches the storage."""
     view = queries.find_job(rt, job_id)
     if view is None or view.job_id != job_id or not 0 <= n < len(view.files):
         return None
     entry = view.files[n]
-    if entry.get("content_type") not in IMAGE_TYPES or not entry.get("path"):
+    if entry.get("content_type") not in IMAGE_TYPES:
         return None
-    root = Path(os.path.realpath(rt.settings.storage_dir))
-    path = Path(os.path.realpath(entry["path"]))
-    if root not in path.parents or not path.is_file():
+    storage = storage_from_settings(rt.settings)
+    name = storage.name_for_uri(entry.get("uri") or "")
+    if name is None:
         return None
-    return path, entry["content_type"]
+    chunks = storage.read(name)
+    try:
+        first = next(chunks, b"")
+    except FileNotFoundError:
+        return None
+    return itertools.chain([first], chunks), entry["content_type"]

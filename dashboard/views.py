@@ -77,9 +77,10 @@ def result_file(job_id: str, n: int):
     found = data.result_file(_kie()["rt"], job_id, n)
     if found is None:
         flask.abort(404)
-    path, content_type = found
-    response = flask.send_file(path, mimetype=content_type, conditional=True, max_age=3600)
+    chunks, content_type = found
+    response = flask.Response(flask.stream_with_context(chunks), mimetype=content_type)
     response.headers["Content-Disposition"] = "inline"
+    response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 
 

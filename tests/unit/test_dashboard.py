@@ -77,17 +77,19 @@ def _finished_with_files(rt, job_id: str, files: list[dict]) -> None:
 
 
 def test_result_files_resolve_only_inside_storage_and_only_as_images(rt, tmp_path):
-    out = tmp_path / "output" / "job-1"
-    out.mkdir(parents=True)
-    (out / "0.png").write_bytes(b"\x89PNG fake")
+    from worker.results.storage import storage_from_settings
+    storage = storage_from_settings(rt.settings)
+    stored = storage.store("job-1/0.png", [b"\x89PNG fake"], content_type="image/png")
     outside = tmp_path / "secret.png"
     outside.write_bytes(b"secret")
     _finished_with_files(rt, "job-1", [
-        {"path": str(out / "0.png"), "content_type": "image/png"},
-        {"path": str(outside), "content_type": "image/png"},                       # outside the storage folder
-        {"path": str(out / "0.png"), "content_type": "text/html"},                 # not an image type
-        {"path": str(out / ".." / ".." / "secret.png"), "content_type": "image/png"},
+        {"uri": stored.uri, "content_type": "image/png"},
+        {"uri": "file://" + str(outside), "content_type": "image/png"},                # outside the storage
+        {"uri": stored.uri, "content_type": "text/html"},                              # not an image type
+        {"uri": stored.uri.replace("job-1/0.png", "job-1/../../secret.png"), "content_type": "image/png"},
+        {"uri": storage.uri_for("job-1/1.png"), "content_type": "image/png"},           # never stored
     ])
-    assert data.result_file(rt, "job-1", 0) == (out / "0.png", "image/png")
-    assert [data.result_file(rt, "job-1", n) for n in (1, 2, 3, 4, -1)] == [None] * 5
+    chunks, content_type = data.result_file(rt, "job-1", 0)
+    assert (b"".join(chunks), content_type) == (b"\x89PNG fake", "image/png")
+    assert [data.result_file(rt, "job-1", n) for n in (1, 2, 3, 4, 5, -1)] == [None] * 6
     assert data.result_file(rt, "no-such-job", 0) is None

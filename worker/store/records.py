@@ -131,7 +131,7 @@ class JobView:
                             "task_id": g.get("task_id") or None, "ended_at": iso_ms(g.get("ended_at")),
                             "error": {"code": None if o.get("fail_code") is None else str(o.get("fail_code")),
                                       "message": o.get("fail_msg") or g.get("error") or None}})
-        files = [{"path": f.get("path"), "url": f.get("url"), "sha256": f.get("sha256"),
+        files = [{"path": f.get("path"), "uri": f.get("uri"), "url": f.get("url"), "sha256": f.get("sha256"),
                   "bytes": _int(f.get("bytes")), "content_type": f.get("content_type")}
                  for f in _json(job.get("files"), [])]
         timeout = job.get("timeout")

@@ -61,7 +61,7 @@ CALLBACK_OUTCOMES = ("accepted", "redelivered", "duplicate", "unauthorized", "ba
 CALLBACK_CHECKS = ("task_mismatch", "unknown_task", "foreign_task", "contradicted")
 RETRY_REASONS = ("rate_limited", "transient_error", "unknown_outcome")
 WAIT_REASONS = ("rate", "reserved", "cooldown", "paused", "in_flight")
-FINISHED_STATES = ("succeeded", "failed", "timed_out")
+FINISHED_STATES = ("succeeded", "failed", "timed_out", "cancelled")
 LIVE_STATES = ("accepted", "submitting", "submitted")
 
 CATALOGUE: tuple[Metric, ...] = (
@@ -100,6 +100,10 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("kie_polls_total", "counter", "recordInfo status polls answered."),
     Metric("kie_poll_errors_total", "counter", "recordInfo status polls that failed."),
     Metric("kie_slots_reclaimed_total", "counter", "In-flight slots freed by the sweep (their job was gone)."),
+    Metric("kie_regenerations_total", "counter",
+           "Upstream generations started again after a transient failCode (KIE_GENERATION_RETRIES)."),
+    Metric("kie_jobs_retried_total", "counter", "Finished jobs re-run by an operator (kie-queue retry, the dashboard)."),
+    Metric("kie_job_id_conflicts_total", "counter", "kie.generate calls refused: job_id already used with another input."),
     Metric("kie_continuations_redispatched_total", "counter",
            "Waiters' chains resumed again because the process resuming them died before marking them done "
            "(each may have been continued twice)."),
@@ -163,6 +167,9 @@ EVENTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "polls": [("kie_polls_total", ())],
     "poll_errors": [("kie_poll_errors_total", ())],
     "slots_reclaimed": [("kie_slots_reclaimed_total", ())],
+    "regenerations": [("kie_regenerations_total", ())],
+    "jobs_retried": [("kie_jobs_retried_total", ())],
+    "job_id_conflicts": [("kie_job_id_conflicts_total", ())],
     "continuations_redispatched": [("kie_continuations_redispatched_total", ())],
     "continuations_lease_lost": [("kie_continuations_lease_lost_total", ())],
     "replica_wait_short": [("kie_replica_wait_short_total", ())],

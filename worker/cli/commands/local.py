@@ -1,0 +1,46 @@
+"""Local processes: ``kie-queue sim`` (the kie.ai simulator) and ``kie-queue demo`` (the whole system).
+
+``sim`` hands every argument to ``python -m kiesim`` unparsed, ``--help`` included: its options
+and help are the simulator's own (one definition, in ``kiesim.cli``), and the product still never
+imports the simulator.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                 "help_option_names": []}, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sim(args):
+    """Run the kie.ai simulator (python -m kiesim); options: kie-queue sim --help."""
+    os.execv(sys.executable, [sys.executable, "-m", "kiesim", *args])
+
+
+@click.command()
+@click.option("--jobs", type=click.IntRange(min=1), default=20, show_default=True, help="how many jobs to send")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+              help="worker processes")
+@click.option("--workdir", default=".kie-demo", show_default=True, help="logs and state of the demo's processes")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="share of simulated jobs that fail")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=180.0, show_default=True,
+              help="seconds to wait for the batch")
+@click.option("--redis-url", envvar="REDIS_URL", default="redis://127.0.0.1:6379/15", show_default=True,
+              help="the Redis to use (env REDIS_URL); a private redis-server is started if none answers. "
+                   "The demo's keys get their own prefix and are deleted after the batch")
+def demo(jobs, concurrency, workdir, fail_rate, timeout, redis_url):
+    """Run simulator, webhook, worker and beat, and push a batch of jobs end to end.
+
+    With KIE_API_KEY and KIE_BASE_URL set it talks to that service instead of the simulator
+    (callbacks only if KIE_CALLBACK_URL is set; otherwise it finishes jobs by polling).
+    Exits 0 only if every job succeeded.
+    """
+    from ..demo import run_demo
+
+    return run_demo(jobs=jobs, concurrency=concurrency, workdir=workdir, fail_rate=fail_rate, timeout=timeout,
+                    redis_url=redis_url)

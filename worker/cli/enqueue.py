@@ -55,9 +55,11 @@ class Sent:
 
 def enqueue(specs: list[JobSpec], *, download: bool = True) -> list[Sent]:
     """Send ``generate`` (``| download``) for every spec; each must have passed :meth:`JobSpec.check`."""
+    from ..runtime import runtime
     from ..tasks import download as download_task
     from ..tasks import generate
 
+    runtime().redis.ping()   # fail at once (not after Celery's reconnect attempts) when Redis is down
     sent = []
     for spec in specs:
         head = generate.signature(kwargs=spec.task_kwargs(), **spec.task_options())

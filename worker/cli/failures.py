@@ -75,12 +75,23 @@ def report(exc: BaseException, command: str = "kie-queue") -> int:
     if isinstance(exc, KieQueueError):
         say(exc.message)
         return FAILURE
-    if isinstance(exc, (redis.RedisError, kombu.exceptions.OperationalError, ConnectionError, OSError)):
-        say(f"cannot reach Redis or the broker: {_redacted(exc)}")
+    unreachable = _connection_error(exc, (redis.RedisError, kombu.exceptions.OperationalError, OSError))
+    if unreachable is not None:
+        say(f"cannot reach Redis or the broker: {_redacted(unreachable)}")
         return FAILURE
     if isinstance(exc, (KeyboardInterrupt, click.Abort)):
         return INTERRUPTED
     raise exc
+
+
+def _connection_error(exc: BaseException, kinds) -> BaseException | None:
+    """``exc`` or the first of its causes that is a connection error (Celery wraps them in RuntimeError)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kinds):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def _redacted(exc: BaseException) -> str:

@@ -106,7 +106,7 @@ def _waiter(ui, sent, limit):
 
 
 def _wait_one(ui, sent, limit, out_dir) -> int:
-    waiter = _waiter(ui, sent, limit)
+    waiter = _waiter(ui, [sent], limit)
     outcome = waiter.outcomes[0]
     if ui.json:
         finished = waiter.run()

@@ -70,8 +70,11 @@ def test_accept_creates_once_and_attaches_several_waiters(store, r):
     t0 = server_ms(r)
     assert accept(store, waiter_id="w1", first_claim_ms=5000, inp={"prompt": "a cat", "output_format": "png"}) == \
         ("accepted", True, True)
-    assert accept(store, waiter_id="w2", inp={"prompt": "something else"}) == ("accepted", False, True)
-    assert accept(store, waiter_id="w1") == ("accepted", False, False)
+    # the same input with its keys in another order is the same input
+    assert accept(store, waiter_id="w2", inp={"output_format": "png", "prompt": "a cat"}) == ("accepted", False, True)
+    assert accept(store, waiter_id="w1", inp={"prompt": "a cat", "output_format": "png"}) == ("accepted", False, False)
+    # another input under the same job id changes nothing and says so
+    assert accept(store, waiter_id="w3", inp={"prompt": "something else"}) == ("conflict", False, False)
 
     job = store.get("job-1")
     assert job["state"] == "accepted" and job["model"] == MODEL and job["job_id"] == "job-1"
@@ -289,7 +292,7 @@ def test_finish_race_one_winner(store):
 
 
 def test_finish_only_terminal_states():
-    assert set(TERMINAL) == {"succeeded", "failed", "timed_out", "rejected"}
+    assert set(TERMINAL) == {"succeeded", "failed", "timed_out", "cancelled", "rejected"}
 
 
 def test_record_callback_ignored_after_terminal(store):
@@ -388,7 +391,8 @@ def test_keys_live_under_the_prefix(store, r):
     store.incr("x")
     keys = {k.decode() for k in r.scan_iter(f"{store.keys.prefix}:*")}
     assert keys == {store.keys.job("job-1"), store.keys.waiters("job-1"), store.keys.waiters_done("job-1"),
-                    store.keys.task("t" * 32), store.keys.due_check, store.keys.metrics}
+                    store.keys.task("t" * 32), store.keys.due_check, store.keys.metrics,
+                    store.keys.timeline("job-1"), store.keys.jobs}
     assert 0 < r.ttl(store.keys.task("t" * 32)) <= 30 * 86400
 
 

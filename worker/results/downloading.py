@@ -2,7 +2,7 @@
 
 The safety rules (schemes, private addresses, redirects, size, type) and the check of the result's
 shape live in ``worker.results.fetching``; storage in ``worker.results.storage``.  A refused download (policy) fails at once; a transport failure is
-retried with backoff, at most three times.
+retried with backoff, at most three times.  The stored files are kept on the job's record too.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ def download_job_result(task, rt, result) -> dict:
     """Store ``result``'s files; ``task`` is the bound ``kie.download`` task (for its retries)."""
     s = rt.settings
     try:
-        return download_result(result, storage=storage_from_settings(s), allow_hosts=s.download_allow_hosts,
-                               max_bytes=s.download_max_bytes, timeout=s.http_timeout)
+        stored = download_result(result, storage=storage_from_settings(s), allow_hosts=s.download_allow_hosts,
+                                 max_bytes=s.download_max_bytes, timeout=s.http_timeout)
     except DownloadError as exc:
         if exc.transient and task.request.retries < task.max_retries:
             raise task.retry(exc=exc, countdown=2 ** task.request.retries)
         raise
+    if isinstance(stored.get("job_id"), str):
+        rt.store.record_files(stored["job_id"], stored.get("files") or [])   # the job record shows the local paths
+    return stored

@@ -26,25 +26,28 @@ def status(job, ui):
     """Show JOB's record and the timeline of its transitions (JOB: a job id or a kie.ai taskId)."""
     from ...ops.queries import find_job
 
-    record = find_job(_rt(), job)
-    if record is None:
+    view = find_job(_rt(), job)
+    if view is None:
         raise CliFailure(f"no job {job!r} (neither a job id nor a kie.ai taskId)")
-    ui.result(record, _render_status)
+    ui.result(view.to_json(), _render_status)
     return 0
 
 
 def _render_status(console, record) -> None:
     from rich.markup import escape
 
-    skip = {"timeline", "input", "result", "outcome", "attempts_log"}
-    rows = [(k, styled_state(v) if k == "state" else _short(v)) for k, v in sorted(record.items()) if k not in skip]
+    skip = {"timeline", "input", "generations", "files", "result_urls", "task_ids"}
+    rows = [(k, styled_state(v) if k == "state" else _short(v)) for k, v in record.items()
+            if k not in skip and v not in (None, [], {})]
     console.print(table(["field", "value"], rows, title=f"job {escape(str(record.get('job_id')))}"))
     if record.get("input"):
         console.print("[bold]input[/bold]")
         console.print_json(data=record["input"])
+    for f in record.get("files") or []:
+        console.print(f"[bold]file[/bold] {escape(str(f.get('path')))}  ({f.get('bytes')} bytes)")
     timeline = record.get("timeline") or []
     if timeline:
-        keys = [k for k in ("at", "event", "state", "reason") if any(k in e for e in timeline)]
+        keys = ["time", "event", "detail"]
         extra = sorted({k for e in timeline for k in e} - set(keys))
         console.print(table([*keys, *extra], [[_short(e.get(k)) for k in (*keys, *extra)] for e in timeline],
                             title="timeline"))
@@ -68,7 +71,7 @@ def jobs(state, since, limit, ui):
     from ...ops.queries import list_jobs
 
     found = list_jobs(_rt(), state=state, since_seconds=since, limit=limit)
-    ui.result(found, _render_jobs)
+    ui.result([v.to_json() for v in found], _render_jobs)
     return 0
 
 
@@ -76,7 +79,7 @@ def _render_jobs(console, found) -> None:
     if not found:
         console.print("no jobs")
         return
-    cols = ["job_id", "state", "model", "created_at", "finished_at", "task_id"]
+    cols = ["job_id", "state", "created_at", "finished_at", "attempts", "task_id"]
     console.print(table(cols, [[styled_state(j.get(c, "")) if c == "state" else j.get(c) for c in cols]
                                for j in found]))
 
@@ -98,13 +101,16 @@ def credits(ui):
     """The kie.ai account's remaining credits (GET /api/v1/chat/credit)."""
     from ...ops.queries import credits as credits_query
 
-    ui.result(credits_query(_rt()), _render_mapping("credits"))
+    ui.result({"credits": credits_query(_rt())}, _render_mapping("credits"))
     return 0
 
 
 def _render_mapping(title):
     def render(console, data) -> None:
-        if not isinstance(data, dict):
-            data = {"value": data}
-        console.print(table(["", ""], [(k, _short(v)) for k, v in data.items()], title=title))
+        rows = []
+        for k, v in data.items():
+            if isinstance(v, dict):
+                v = ", ".join(f"{a} {b:.1f} s" if isinstance(b, float) else f"{b}" for a, b in v.items())
+            rows.append((k, "-" if v is None else v))
+        console.print(table(["", ""], rows, title=title))
     return render

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..output import json_option, table
+from ..output import json_option, styled_state, table
 from ..params import DURATION
 
 
@@ -19,8 +19,10 @@ def _rt_and_app():
 @click.argument("refs", nargs=-1, metavar="JOB...")
 @click.option("--state", type=click.Choice(["failed", "timed_out"]), help="retry every job in this state")
 @click.option("--since", type=DURATION, help="with --state: only jobs created this long ago or later (1h, 30m)")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="with --state: at most this many jobs, newest first")
 @json_option
-def retry(refs, state, since, ui):
+def retry(refs, state, since, limit, ui):
     """Run failed jobs again: a new upstream task each, then the post-processing that was parked
     behind the job, again.
 
@@ -36,10 +38,10 @@ def retry(refs, state, since, ui):
     rt, app = _rt_and_app()
     if state:
         from ...ops.queries import list_jobs
-        refs = [j["job_id"] for j in list_jobs(rt, state=state, since_seconds=since, limit=None)]
+        refs = [v.job_id for v in list_jobs(rt, state=state, since_seconds=since, limit=limit)]
     outcome = retry_jobs(rt, app, list(refs))
-    ui.result(outcome, _render_actions("retried"))
-    return _exit_for(outcome)
+    ui.result(outcome, _render_actions("retry"))
+    return _exit_for(outcome, "retried")
 
 
 @click.command()
@@ -57,8 +59,8 @@ def cancel(refs, ui):
 
     rt, app = _rt_and_app()
     outcome = cancel_jobs(rt, app, list(refs))
-    ui.result(outcome, _render_actions("cancelled"))
-    return _exit_for(outcome)
+    ui.result(outcome, _render_actions("cancel"))
+    return _exit_for(outcome, "cancelled")
 
 
 @click.command()
@@ -69,21 +71,26 @@ def resume(ui):
 
     rt, _ = _rt_and_app()
     outcome = resume_submissions(rt)
-    ui.result(outcome, _render_actions("resumed"))
+    ui.result(outcome, lambda console, o: console.print(f"submissions resumed; {o['woken']} waiting jobs woken"))
     return 0
 
 
-def _exit_for(outcome) -> int:
-    items = outcome if isinstance(outcome, list) else (outcome or {}).get("jobs", [])
-    return 1 if any(isinstance(i, dict) and i.get("error") for i in items) else 0
+def _exit_for(outcome: list[dict], done: str) -> int:
+    """0 when every job got ``done``; 1 when any was not found or could not be acted on (each is shown)."""
+    bad = [o for o in outcome if o.get("outcome") != done]
+    for o in bad:
+        click.echo(f"kie-queue: job {o['job_id']}: {o['outcome']}", err=True)
+    return 1 if bad or not outcome else 0
 
 
 def _render_actions(verb):
     def render(console, outcome) -> None:
-        items = outcome if isinstance(outcome, list) else None
-        if items is None:
-            console.print(table(["", ""], [(k, v) for k, v in (outcome or {}).items()], title=verb))
+        if not outcome:
+            console.print(f"nothing to {verb}")
             return
-        cols = sorted({k for i in items for k in i}, key=lambda k: (k != "job_id", k))
-        console.print(table(cols, [[i.get(c) for c in cols] for i in items], title=verb))
+        rows = []
+        for o in outcome:
+            detail = {k: v for k, v in o.items() if k not in ("job_id", "outcome")}
+            rows.append((o["job_id"], styled_state(o["outcome"]), ", ".join(f"{k}={v}" for k, v in detail.items())))
+        console.print(table(["job", verb, "detail"], rows))
     return render

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import secretscan
 from harness import ROOT
 
 KIE = str(Path(sys.executable).with_name("kie-queue"))
@@ -22,8 +23,11 @@ def clean_env(extra=None) -> dict:
 
 
 def kie(*args, env, timeout=120, cwd=None, input=None) -> subprocess.CompletedProcess:
-    return subprocess.run([KIE, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout,
+    """Run ``kie-queue ARGS`` (stdout and stderr captured); no secret or job token may be in either."""
+    done = subprocess.run([KIE, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, input=input)
+    assert secretscan.in_text(done.stdout + done.stderr) == [], (args, done.stdout[-500:], done.stderr[-500:])
+    return done
 
 
 def idle_env(dep) -> tuple[dict, str]:
@@ -47,3 +51,35 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, done.stderr
     assert "Traceback" not in done.stderr
     return lines[0]
+
+
+def kie_tty(*args, env, timeout=120, columns=120) -> tuple[int, str]:
+    """Run ``kie-queue ARGS`` with stdout on a pseudo-terminal (as in a shell); returns (exit code, output)."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = {**env, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([KIE, *map(str, args)], env=env, stdout=slave, stderr=subprocess.PIPE, stdin=slave,
+                            close_fds=True)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    code = proc.wait(timeout=10)
+    out = b"".join(chunks).decode(errors="replace")
+    assert secretscan.in_text(out) == []
+    return code, out

@@ -80,7 +80,7 @@ def _exit_for(outcome: list[dict], done: str) -> int:
     bad = [o for o in outcome if o.get("outcome") != done]
     for o in bad:
         click.echo(f"kie-queue: job {o['job_id']}: {o['outcome']}", err=True)
-    return 1 if bad or not outcome else 0
+    return 1 if bad else 0
 
 
 def _render_actions(verb):

@@ -193,3 +193,17 @@ def test_bad_configuration_is_a_one_line_error(dep):
     assert done.returncode == 2
     line = one_line_error(done)
     assert "KIE_RATE_LIMIT" in line and "'twenty per ten'" in line
+
+
+def test_on_a_terminal_status_and_jobs_are_tables(dep, finished):
+    from cli_support import kie_tty
+
+    job_id, _ = finished
+    code, out = kie_tty("status", job_id, env=dep.stack.env)
+    assert code == 0, out
+    assert f"job {job_id}" in out and "timeline" in out and "callback_received" in out and "\x1b[" in out
+    assert '"timeline"' not in out
+    code, out = kie_tty("jobs", "--limit", "3", env=dep.stack.env)
+    assert code == 0 and "job_id" in out and "created_at" in out and "[" not in out.replace("\x1b[", "")
+    code, out = kie_tty("limiter", "--json", env=dep.stack.env)
+    assert code == 0 and json.loads(out)["limit"] == 20                # --json on a terminal: plain JSON

@@ -205,3 +205,17 @@ def test_redis_down_is_a_one_line_failure():
     done = kie("submit", "x", env=env, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "cannot reach Redis or the broker" in one_line_error(done)
+
+
+def test_on_a_terminal_a_batch_shows_a_progress_bar_and_a_table(dep, tmp_path):
+    from cli_support import kie_tty
+
+    tag = _job_id("tty")
+    path = tmp_path / "rows.csv"
+    path.write_text("prompt,job_id\n" + "".join(f"a tin robot {tag} #{i},{tag}-{i}\n" for i in range(2)))
+    code, out = kie_tty("submit", "--file", path, "--wait", "--no-download", env=dep.stack.env)
+    assert code == 0, out
+    assert "━" in out and "2/2" in out and "2 succeeded" in out       # the bar, its count and its summary
+    assert "\x1b[" in out                                             # colours
+    assert f"{tag}-0" in out and f"{tag}-1" in out and "file / error" in out
+    assert '"jobs"' not in out                                        # a table, not JSON

@@ -15,7 +15,7 @@ from celery import Celery, signals
 
 from . import task_names
 from .bootsteps import DuePump
-from .celery_conf import shared_conf, unsafe_settings
+from .celery_conf import quiet_routine_logs, shared_conf, unsafe_settings
 
 log = logging.getLogger("kie_queue")
 
@@ -65,3 +65,4 @@ def _redact_logs(logger=None, **_):
     from .settings import settings
 
     install_log_redaction(settings().secrets(), logger=logger)
+    quiet_routine_logs()

@@ -186,3 +186,14 @@ def test_run_the_processes_yourself_works_when_pasted(tmp_path):
     assert result["state"] == "success"
     [f] = result["files"]
     assert Path(f["path"]).is_file() and Path(f["path"]).is_relative_to(tmp_path / "kie-output")
+
+
+def test_without_its_queue_the_users_step_goes_to_our_worker(system):
+    """The control for the first example: without ``.set(queue=...)`` the step lands on our worker."""
+    d, work = system
+    [code, _] = readme_blocks("## Using it", "python")
+    broken = code.replace('.set(queue="thumbnails")', "").replace('"order-1234"', '"order-unrouted"') \
+                 .replace("res.get()", "res.get(timeout=60)")
+    done = _run([sys.executable, "-c", broken], d.stack.env, work, timeout=120)
+    assert done.returncode != 0
+    assert "NotRegistered: 'myapp.tasks.make_thumbnail'" in done.stderr

@@ -81,13 +81,13 @@ def json_option(fn):
     return wrapper
 
 
-def table(columns, rows, *, title=None, plain=False):
+def table(columns, rows, *, title=None, plain=False, header=True):
     """A rich table; ``plain`` drops the borders so each row starts with its first cell (logs, pipes)."""
     from rich import box
     from rich.table import Table
 
     t = Table(title=title, box=None if plain else box.SIMPLE_HEAVY, pad_edge=not plain, show_edge=not plain,
-              header_style="bold")
+              header_style="bold", show_header=header)
     for col in columns:
         if isinstance(col, tuple):
             t.add_column(col[0], justify=col[1])

@@ -112,5 +112,5 @@ def _render_mapping(title):
             if isinstance(v, dict):
                 v = ", ".join(f"{a} {b:.1f} s" if isinstance(b, float) else f"{b}" for a, b in v.items())
             rows.append((k, "-" if v is None else v))
-        console.print(table(["", ""], rows, title=title))
+        console.print(table(["", ""], rows, title=title, header=False))
     return render

@@ -6,17 +6,11 @@ import json
 import pytest
 
 from cli_support import kie, one_line_error
-from harness import API_KEY, Deployment, unique
+from harness import API_KEY, unique
 from worker.cli.stack import wait_for
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("cli-ops"))
-    try:
-        yield d.start(concurrency=2)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(start=dict(concurrency=2))
 
 
 def _job_id(text):

@@ -8,16 +8,10 @@ import time
 import pytest
 
 from cli_support import clean_env, idle_env, kie, one_line_error, queued_messages
-from harness import Deployment, unique
+from harness import unique
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("cli-submit"), callbacks=False, hmac=False)
-    try:
-        yield d.start(concurrency=2, user_worker=False)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(callbacks=False, hmac=False, start=dict(concurrency=2, user_worker=False))
 
 
 def _job_id(text="cli"):

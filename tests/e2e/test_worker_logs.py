@@ -7,26 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from harness import Deployment, unique
+from harness import unique
 from worker.cli.stack import wait_for
+
+DEPLOYMENT = dict(callbacks=False, hmac=False, start=dict(concurrency=1, user_worker=False))  # polling: sweeps work
 
 
 @pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("logs"), callbacks=False, hmac=False)   # polling: the sweep has work
-    try:
-        d.start(concurrency=1, user_worker=False)
-        celery = str(Path(sys.executable).with_name("celery"))
-        proc, log = d.stack.spawn("wdebug", [celery, "-A", "worker", "worker", "--loglevel", "DEBUG",
-                                             "--concurrency", "1", "--hostname", f"debug-{d.name}@%h",
-                                             "--without-gossip", "--without-mingle"])
-        wait_for(lambda: "ready." in log.read_text(errors="replace"), 60, "debug worker", proc=proc, log_path=log)
-        yield d
-    finally:
-        d.stop()
+def logs_dep(dep):
+    """The deployment plus a second worker logging at DEBUG (stopped with the deployment)."""
+    celery = str(Path(sys.executable).with_name("celery"))
+    proc, log = dep.stack.spawn("wdebug", [celery, "-A", "worker", "worker", "--loglevel", "DEBUG", "--concurrency",
+                                           "1", "--hostname", f"debug-{dep.name}@%h", "--without-gossip",
+                                           "--without-mingle"])
+    wait_for(lambda: "ready." in log.read_text(errors="replace"), 60, "debug worker", proc=proc, log_path=log)
+    return dep
 
 
-def test_info_logs_say_parked_and_what_the_sweep_did_and_nothing_per_second(dep):
+def test_info_logs_say_parked_and_what_the_sweep_did_and_nothing_per_second(logs_dep):
+    dep = logs_dep
     job_ids = [unique("logs").replace(" ", "-") for _ in range(3)]
     results = [(dep.generate(f"a quiet pond {j}", job_id=j) | dep.download()).apply_async() for j in job_ids]
     for r in results:
@@ -46,7 +45,8 @@ def test_info_logs_say_parked_and_what_the_sweep_did_and_nothing_per_second(dep)
     assert "beat: Starting" in beat
 
 
-def test_the_routine_lines_are_still_there_at_debug(dep):
+def test_the_routine_lines_are_still_there_at_debug(logs_dep):
+    dep = logs_dep
     def debug_lines():
         text = dep.stack.log_of("wdebug")
         return (re.search(r"DEBUG/.*Task kie\.sweep\[[^\]]+\] (received|succeeded)", text)

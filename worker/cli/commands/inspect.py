@@ -19,7 +19,7 @@ def _rt():
     return runtime()
 
 
-@click.command()
+@click.command(short_help="a job's record and timeline (by job id or kie.ai taskId)")
 @click.argument("job")
 @json_option
 def status(job, ui):
@@ -60,7 +60,7 @@ def _short(value, width: int = 100) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-@click.command()
+@click.command(short_help="recent jobs, newest first")
 @click.option("--state", help="only jobs in this state (accepted, submitting, submitted, succeeded, failed, "
                               "timed_out, rejected, cancelled)")
 @click.option("--since", type=DURATION, help="only jobs created this long ago or later: 30m, 1h, 2d")
@@ -84,7 +84,7 @@ def _render_jobs(console, found) -> None:
                                for j in found]))
 
 
-@click.command()
+@click.command(short_help="the shared rate limit, waiting jobs, in flight, pauses")
 @json_option
 def limiter(ui):
     """The shared rate limit: creates in the current window and the limit, jobs waiting, in flight / cap,
@@ -95,7 +95,7 @@ def limiter(ui):
     return 0
 
 
-@click.command()
+@click.command(short_help="the kie.ai account's remaining credits")
 @json_option
 def credits(ui):
     """The kie.ai account's remaining credits (GET /api/v1/chat/credit)."""

@@ -13,7 +13,7 @@ import sys
 import click
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+@click.command(short_help="run the kie.ai simulator (its options: kie-queue sim --help)", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                  "help_option_names": []}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def sim(args):
@@ -21,7 +21,7 @@ def sim(args):
     os.execv(sys.executable, [sys.executable, "-m", "kiesim", *args])
 
 
-@click.command()
+@click.command(short_help="the whole system and a batch of jobs, end to end")
 @click.option("--jobs", type=click.IntRange(min=1), default=20, show_default=True, help="how many jobs to send")
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
               help="worker processes")

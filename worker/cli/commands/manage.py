@@ -15,7 +15,7 @@ def _rt_and_app():
     return runtime(), app
 
 
-@click.command()
+@click.command(short_help="run failed jobs again, with their post-processing")
 @click.argument("refs", nargs=-1, metavar="JOB...")
 @click.option("--state", type=click.Choice(["failed", "timed_out"]), help="retry every job in this state")
 @click.option("--since", type=DURATION, help="with --state: only jobs created this long ago or later (1h, 30m)")
@@ -44,7 +44,7 @@ def retry(refs, state, since, limit, ui):
     return _exit_for(outcome, "retried")
 
 
-@click.command()
+@click.command(short_help="cancel jobs (kie.ai has no cancel: credits may be spent)")
 @click.argument("refs", nargs=-1, required=True, metavar="JOB...")
 @json_option
 def cancel(refs, ui):
@@ -63,7 +63,7 @@ def cancel(refs, ui):
     return _exit_for(outcome, "cancelled")
 
 
-@click.command()
+@click.command(short_help="lift a 402 (no credits) pause on submissions")
 @json_option
 def resume(ui):
     """Lift a pause of submissions (402: no credits) and wake the waiting jobs."""

@@ -33,7 +33,7 @@ def job_options(fn):
     return fn
 
 
-@click.command()
+@click.command(short_help="enqueue a prompt or a file of rows (generate | download)")
 @click.argument("prompt", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="a JSONL file of input objects (optionally with job_id) or a CSV file with a prompt "

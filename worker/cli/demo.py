@@ -144,7 +144,7 @@ class Batch:
             path, ready = "", res.ready()
             if ready and res.successful():
                 files = res.result.get("files") or []
-                path = os.path.relpath(files[0]["path"]) if files else ""
+                path = _shown_path(files[0]["path"]) if files else ""
                 state = "succeeded"
             elif ready:
                 state = f"failed: {res.result}"
@@ -159,6 +159,12 @@ class Batch:
         title = None if plain else f"{done}/{len(rows)} done, {time.time() - self.started:.0f} s"
         return table(["job", "state", ("seconds", "right"), "file"],
                      [(r[0], styled_state(r[1]), r[2], r[3]) for r in rows], title=title, plain=plain)
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the current folder when it is inside it, else as it is."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _seconds(value) -> float:

@@ -8,7 +8,6 @@ line each, so ``kie-queue jobs | jq`` never sees them.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import sys
@@ -53,23 +52,6 @@ class Output:
     def warn(text: str) -> None:
         """One line on stderr, in both modes."""
         click.echo(f"kie-queue: {text}", err=True)
-
-    def live(self, renderable_fn, refresh_per_second: float = 4):
-        """A rich ``Live`` display on a terminal; a no-op context in JSON mode.
-
-        The context yields a function to call with nothing: it re-renders ``renderable_fn()``.
-        """
-        if self.json:
-            return contextlib.nullcontext(lambda: None)
-        return _live(self.console, renderable_fn, refresh_per_second)
-
-
-@contextlib.contextmanager
-def _live(console, renderable_fn, refresh_per_second):
-    from rich.live import Live
-
-    with Live(renderable_fn(), console=console, refresh_per_second=refresh_per_second, transient=True) as live:
-        yield lambda: live.update(renderable_fn())
 
 
 def json_option(fn):

@@ -11,6 +11,7 @@ instead of the simulator (callbacks only if ``KIE_CALLBACK_URL`` is set; otherwi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -28,11 +29,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo", fail_rate: float = 0.0,
-             timeout: float = 180.0, redis_url: str = DEFAULT_REDIS_URL) -> int:
+             timeout: float = 180.0, redis_url: str = DEFAULT_REDIS_URL, storage: str | None = None) -> int:
     real = bool(os.environ.get("KIE_API_KEY") and os.environ.get("KIE_BASE_URL"))
     workdir = Path(workdir).resolve()
-    out = Path(os.environ.get("KIE_STORAGE_DIR", "./kie-output")).resolve()
-    env = dict(os.environ)
+    out = _storage(storage)
+    env = {k: v for k, v in os.environ.items() if k != "KIE_STORAGE_DIR"}
     env.setdefault("PYTHONUNBUFFERED", "1")
     console = _console()
     with Stack(workdir, env) as stack:
@@ -43,7 +44,7 @@ def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo"
             "REDIS_URL": redis_url,
             "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", redis_url),
             "CELERY_RESULT_BACKEND": os.environ.get("CELERY_RESULT_BACKEND", redis_url),
-            "KIE_STORAGE_DIR": str(out),
+            "KIE_STORAGE_URL": out.url,
             "KIE_KEY_PREFIX": name,
             "KIE_QUEUE": name,
         })
@@ -69,6 +70,7 @@ def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo"
         from ..redact import redact_url
         console.print(f"  worker ×{concurrency}, beat, redis {redact_url(redis_url)}, key prefix {name}")
         os.environ.update(stack.env)
+        os.environ.pop("KIE_STORAGE_DIR", None)   # KIE_STORAGE_URL says it now
         from ..runtime import reset
         reset()
         batch = Batch(jobs)
@@ -78,6 +80,26 @@ def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo"
             stack.stop()
             removed = cleanup(redis_url, name, batch.task_ids(), [j for j, _ in batch.sent])
             console.print(f"removed the demo's {removed} Redis keys (prefix {name})")
+
+
+def _storage(option: str | None):
+    """The demo's result storage: ``--storage``, else the environment's (``KIE_STORAGE_URL``/``_DIR``), else
+    ``./kie-output``; checked before anything starts, so a missing bucket is one clear line, not a dead worker."""
+    from ..results.storage.health import startup_problem
+    from ..settings import Settings, StorageLocation
+
+    env = dict(os.environ)
+    if option:
+        location = StorageLocation.parse(option, "--storage")
+        env.pop("KIE_STORAGE_DIR", None)
+        env["KIE_STORAGE_URL"] = location.url
+    s = Settings.from_env(env)
+    if option:
+        s = dataclasses.replace(s, storage=location)
+    problem = startup_problem(s)
+    if problem is not None:
+        raise problem
+    return s.storage
 
 
 def _console():
@@ -102,7 +124,7 @@ class Batch:
             ids += [res.id] + ([res.parent.id] if res.parent is not None else [])
         return ids
 
-    def run(self, console, timeout: float, out: Path, workdir: Path) -> int:
+    def run(self, console, timeout: float, out, workdir: Path) -> int:
         from rich.live import Live
 
         from ..celery_app import app
@@ -131,7 +153,8 @@ class Batch:
             print(f"\n{failed} of {self.jobs} jobs did not succeed ({total:.1f} s). Logs: {workdir}/*.log",
                   file=sys.stderr)
             return 1
-        console.print(f"\nall {self.jobs} jobs succeeded in {total:.1f} s; images in {out}")
+        where = out.path if out.scheme == "file" else out.url
+        console.print(f"\nall {self.jobs} jobs succeeded in {total:.1f} s; images in {where}")
         return 0
 
     def _rows(self, store) -> list[tuple]:
@@ -144,7 +167,7 @@ class Batch:
             path, ready = "", res.ready()
             if ready and res.successful():
                 files = res.result.get("files") or []
-                path = _shown_path(files[0]["path"]) if files else ""
+                path = (_shown_path(files[0]["path"]) if files[0].get("path") else files[0]["uri"]) if files else ""
                 state = "succeeded"
             elif ready:
                 state = f"failed: {res.result}"

@@ -19,10 +19,11 @@ def copy_results(result: dict, out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     copied = []
     for i, f in enumerate(result.get("files") or []):
-        src = Path(str(f.get("path", "")))
-        if not src.is_file():
-            raise CliFailure(f"job {result.get('job_id')}: file {f.get('path')!r} is not on this machine; "
-                             "run the command where KIE_STORAGE_DIR is")
+        src = Path(str(f.get("path") or ""))
+        if not f.get("path") or not src.is_file():
+            where = f.get("path") or f.get("uri")
+            raise CliFailure(f"job {result.get('job_id')}: {where!r} is not a file on this machine, so --out "
+                             "cannot copy it (object storage, or another host's folder)")
         name = f"{result['job_id']}{'' if i == 0 else f'-{i}'}{src.suffix}"
         dest = out / name
         shutil.copyfile(src, dest)

@@ -1,8 +1,10 @@
 """The ``kie.download`` task body: copy a job's result files into storage, retrying transient failures.
 
 The safety rules (schemes, private addresses, redirects, size, type) and the check of the result's
-shape live in ``worker.results.fetching``; storage in ``worker.results.storage``.  A refused download (policy) fails at once; a transport failure is
-retried with backoff, at most three times.  The stored files are kept on the job's record too.
+shape live in ``worker.results.fetching``; storage in ``worker.results.storage``.  A refused download
+(policy) or a permanent storage error (missing bucket, access denied) fails at once; a transport
+failure or a transient storage error (5xx, throttling, timeouts, after botocore's own retries) is
+retried with backoff, at most three times. The stored files are kept on the job's record too.
 """
 
 from __future__ import annotations

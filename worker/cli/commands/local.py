@@ -33,7 +33,9 @@ def sim(args):
 @click.option("--redis-url", envvar="REDIS_URL", default="redis://127.0.0.1:6379/15", show_default=True,
               help="the Redis to use (env REDIS_URL); a private redis-server is started if none answers. "
                    "The demo's keys get their own prefix and are deleted after the batch")
-def demo(jobs, concurrency, workdir, fail_rate, timeout, redis_url):
+@click.option("--storage", metavar="URL", help="where results go: a folder, file:///abs/path or s3://bucket/prefix "
+                                               "(default: KIE_STORAGE_URL, else ./kie-output)")
+def demo(jobs, concurrency, workdir, fail_rate, timeout, redis_url, storage):
     """Run simulator, webhook, worker and beat, and push a batch of jobs end to end.
 
     With KIE_API_KEY and KIE_BASE_URL set it talks to that service instead of the simulator
@@ -43,4 +45,4 @@ def demo(jobs, concurrency, workdir, fail_rate, timeout, redis_url):
     from ..demo import run_demo
 
     return run_demo(jobs=jobs, concurrency=concurrency, workdir=workdir, fail_rate=fail_rate, timeout=timeout,
-                    redis_url=redis_url)
+                    redis_url=redis_url, storage=storage)

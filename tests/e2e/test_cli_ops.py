@@ -72,6 +72,7 @@ def test_jobs_lists_newest_first_with_filters(dep, finished):
     (["--since", "yesterday"], ["--since", "'yesterday'"]),
     (["--since", "-1h"], ["--since"]),
     (["--limit", "0"], ["--limit"]),
+    (["--state", "done"], ["--state", "'done'", "succeeded"]),
 ])
 def test_jobs_refuses_bad_options(dep, args, words):
     done = kie("jobs", *args, env=dep.stack.env)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from ...store.states import JobState
 from ..failures import CliFailure
 from ..output import json_option, styled_state, table
 from ..params import DURATION
@@ -61,8 +62,7 @@ def _short(value, width: int = 100) -> str:
 
 
 @click.command(short_help="recent jobs, newest first")
-@click.option("--state", help="only jobs in this state (accepted, submitting, submitted, succeeded, failed, "
-                              "timed_out, rejected, cancelled)")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), help="only jobs in this state")
 @click.option("--since", type=DURATION, help="only jobs created this long ago or later: 30m, 1h, 2d")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="at most this many")
 @json_option

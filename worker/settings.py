@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import math
 import os
 import re
@@ -156,6 +157,10 @@ class Settings:
     pump_interval: float = 0.05
     download_max_bytes: int = 50 * 1024 * 1024
     webhook_max_body: int = 64 * 1024
+    log_format: str | None = None      # json | text; None: JSON unless stderr is a terminal (worker.logs)
+    metrics_port: int | None = None    # a worker serves the deployment's /metrics on this port too
+    otel: bool = False                 # OpenTelemetry tracing (worker.tracing)
+    otel_jsonl: str | None = None      # also write spans as JSON lines to this file
 
     @property
     def webhook_secret(self) -> str | None:
@@ -221,6 +226,14 @@ class Settings:
                 return False
             raise ConfigError(name, f"expected true or false, got {raw!r}")
 
+        def port(name: str) -> int | None:
+            if get(name) is None:
+                return None
+            value = int(number(name, 0, int, 1))
+            if value > 65535:
+                raise ConfigError(name, f"expected a TCP port (1-65535), got {get(name)!r}")
+            return value
+
         def url(name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
             raw = get(name, default)
             if raw is None:
@@ -244,6 +257,14 @@ class Settings:
         queue = get("KIE_QUEUE", "celery")
         if not re.match(r"^[A-Za-z0-9_.:-]{1,200}$", queue):
             raise ConfigError("KIE_QUEUE", f"expected a queue name of letters, digits or _.:-, got {queue!r}")
+        log_format = get("KIE_LOG_FORMAT")
+        if log_format is not None and log_format.lower() not in ("json", "text"):
+            raise ConfigError("KIE_LOG_FORMAT", f"expected json or text, got {log_format!r}")
+        otel_configured = (get("OTEL_TRACES_EXPORTER", "none").lower() != "none"
+                           or get("OTEL_EXPORTER_OTLP_ENDPOINT") is not None or get("KIE_OTEL_JSONL") is not None)
+        otel = flag("KIE_OTEL", otel_configured)
+        if otel and importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ConfigError("KIE_OTEL", "tracing needs the otel extra: pip install 'kie-queue[otel]'")
         allow = tuple(h.strip() for h in (get("KIE_DOWNLOAD_ALLOW_HOSTS") or "").split(",") if h.strip())
         storage, storage_dir = _storage_location(get("KIE_STORAGE_URL"), get("KIE_STORAGE_DIR"))
         presign = number("KIE_STORAGE_PRESIGN_SECONDS", 0, int, 0) or None
@@ -288,6 +309,10 @@ class Settings:
             pump_interval=number("KIE_PUMP_INTERVAL", 0.05, float, 0.01),
             download_max_bytes=int(number("KIE_DOWNLOAD_MAX_BYTES", 50 * 1024 * 1024, int, 1)),
             webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
+            log_format=log_format.lower() if log_format else None,
+            otel=otel,
+            metrics_port=port("KIE_METRICS_PORT"),
+            otel_jsonl=get("KIE_OTEL_JSONL"),
         )
 
 

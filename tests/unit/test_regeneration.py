@@ -54,7 +54,7 @@ def test_transient_failures_are_generated_again_and_the_job_succeeds(server, pre
     # the waiter was resumed once, with the final success
     assert rt.store.waiter_done("regen-ok", waiter["id"])
     assert app.AsyncResult(waiter["id"]).get(timeout=5)["task_id"] == job["task_id"]
-    assert rt.store.counters()["regenerations"] == 2
+    assert rt.store.metrics.snapshot().value("kie_regenerations_total") == 2
 
 
 def test_transient_failures_beyond_the_limit_fail_the_job(server, prefix):

@@ -367,6 +367,21 @@ def test_settings_is_frozen():
     assert not math.isnan(s.job_timeout)
 
 
+def test_log_format():
+    assert from_env().log_format is None                         # JSON unless stderr is a terminal
+    assert from_env(KIE_LOG_FORMAT="json").log_format == "json"
+    assert from_env(KIE_LOG_FORMAT=" Text ").log_format == "text"
+    err = config_error(KIE_LOG_FORMAT="yaml")
+    assert err.variable == "KIE_LOG_FORMAT" and "expected json or text, got 'yaml'" in str(err)
+
+
+def test_metrics_port():
+    assert from_env().metrics_port is None
+    assert from_env(KIE_METRICS_PORT="9108").metrics_port == 9108
+    assert config_error(KIE_METRICS_PORT="70000").variable == "KIE_METRICS_PORT"
+    assert config_error(KIE_METRICS_PORT="http").variable == "KIE_METRICS_PORT"
+
+
 # -- storage ------------------------------------------------------------------------------------
 
 

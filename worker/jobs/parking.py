@@ -59,7 +59,7 @@ def stop() -> Ignore:
 
 
 def _context(parked: dict) -> Context:
-    ctx = Context({k: v for k, v in parked.items() if k not in ("priority", "rerun_of")})
+    ctx = Context({k: v for k, v in parked.items() if k not in ("priority", "rerun_of", "traceparent")})
     ctx.delivery_info = {}
     ctx.ignore_result = False
     ctx.root_id = parked.get("root_id") or parked["id"]

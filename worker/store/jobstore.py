@@ -24,7 +24,7 @@ import json
 import uuid
 
 from .keys import Keys
-
+from .metrics import Metrics
 from .scripts import Scripts
 from .states import TERMINAL, JobState
 
@@ -46,6 +46,7 @@ class JobStore:
         self.redis = redis
         self.keys = Keys(prefix)
         self._run = Scripts(redis)
+        self.metrics = Metrics(redis, self.keys.metrics)
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> dict | None:
@@ -201,8 +202,6 @@ class JobStore:
         return True
 
     # -- metrics ---------------------------------------------------------------------------
-    def incr(self, counter: str, amount: int = 1) -> None:
-        self.redis.hincrby(self.keys.metrics, counter, amount)
-
-    def counters(self) -> dict[str, int]:
-        return {_decode(k): int(v) for k, v in self.redis.hgetall(self.keys.metrics).items()}
+    def incr(self, event: str, amount: float = 1) -> None:
+        """Count an event of a job's life (``worker.store.metrics.EVENTS`` says which metrics it moves)."""
+        self.metrics.count(event, amount)

@@ -123,6 +123,8 @@ def repair_waiter(rt, app, job_id: str, parked: dict) -> None:
     job = rt.store.get(job_id)
     if job is None or job["state"] not in FINISHED:
         return
+    if parked["id"] not in rt.store.waiters(job_id):
+        return   # its chain was re-run under new ids (an operator's retry): the original keeps its outcome
     if job["state"] == JobState.SUCCEEDED:
         parking.store_result(app, parked, json.loads(job["outcome"]))
     else:

@@ -24,7 +24,7 @@ cover a plain chain, link/link_error, a group of chains and chords, with a failu
 
 from __future__ import annotations
 
-import copy
+import json
 import uuid
 
 from celery import group, signature
@@ -59,7 +59,7 @@ def stop() -> Ignore:
 
 
 def _context(parked: dict) -> Context:
-    ctx = Context({k: v for k, v in parked.items() if k not in ("priority", "rerun_of", "traceparent")})
+    ctx = Context({k: v for k, v in parked.items() if k not in ("priority", "traceparent", "rerun_of")})
     ctx.delivery_info = {}
     ctx.ignore_result = False
     ctx.root_id = parked.get("root_id") or parked["id"]
@@ -139,7 +139,7 @@ def rerun(parked: dict) -> dict:
             for value in node:
                 rename(value)
 
-    new = copy.deepcopy(parked)
+    new = json.loads(json.dumps(parked))      # a parked chain is JSON (it is stored as JSON): a deep copy
     for part in ("chain", "callbacks", "errbacks"):
         collect(new.get(part) or [])
         rename(new.get(part) or [])

@@ -2,7 +2,8 @@
 
 A task that kie.ai reports as ``fail`` with a *transient* failCode is generated again as a new
 upstream task (the job's next generation, on its timeline and in its ``generations``), at most
-``KIE_GENERATION_RETRIES`` times (default 2); the job's waiters keep waiting and see only the final
+``KIE_GENERATION_RETRIES`` times (default 2) per run (a deliberate re-run, ``retry_failed=True`` or an
+operator's retry, gets the whole budget again); the job's waiters keep waiting and see only the final
 outcome.  Any other failCode fails the job at once.
 
 Transient (``TRANSIENT_FAIL_CODES``): ``500`` (internal error; kie.ai charges nothing for it),
@@ -36,13 +37,13 @@ def maybe_regenerate(rt, app, job_id: str, outcome) -> bool:
     job = rt.store.get(job_id)
     if job is None:
         return False
-    generation, limit = int(job.get("generation") or 1), rt.settings.generation_retries
-    if generation > limit:
+    done, limit = int(job.get("regenerations") or 0), rt.settings.generation_retries
+    if done >= limit:
         return False
     failure = {"error": "GenerationFailed", "fail_code": str(outcome.fail_code), "fail_msg": outcome.fail_msg,
                "task_id": outcome.task_id}
     detail = (f"task {outcome.task_id} failed with failCode {outcome.fail_code} ({outcome.fail_msg}); "
-              f"re-generation {generation} of {limit}")
+              f"re-generation {done + 1} of {limit}")
     new_generation, _ = rt.store.regenerate(job_id, task_id=outcome.task_id, outcome=failure, detail=detail)
     if new_generation:
         rt.limiter.release(job_id)

@@ -21,6 +21,9 @@ from .queries import resolve
 
 log = logging.getLogger("kie_queue.ops")
 
+_RETRY_LOOKS = 3
+"""How often a retry looks at a job again when one of its chains failed while it was preparing the re-run."""
+
 
 def retry(rt, producer, refs) -> list[dict]:
     """Run each failed job again (a new upstream task) and, when it succeeds, the post-processing that
@@ -35,19 +38,26 @@ def retry(rt, producer, refs) -> list[dict]:
 def _retry_one(rt, producer, ref: str) -> dict:
     store = rt.store
     job_id = resolve(rt, ref)
-    job = store.get(job_id) if job_id else None
-    if job is None:
-        return {"job_id": ref, "outcome": "not_found"}
-    if job["state"] not in RERUNNABLE:
-        return {"job_id": job_id, "outcome": f"not_retryable: {job['state']}"}
-    old = {w: p for w, p in store.waiters(job_id).items() if store.waiter_done(job_id, w)}
-    new = {w: parking.rerun(p) for w, p in old.items()}
-    generation, state = store.rerun(job_id, generation=int(job.get("generation") or 1), reason="retried",
-                                    detail=f"an operator re-ran the {job['state']} job "
-                                           f"({len(new)} parked chain(s) run again)",
-                                    remove_waiters=list(old), add_waiters={p["id"]: p for p in new.values()})
-    if not generation:
-        return {"job_id": job_id, "outcome": f"not_retryable: {state}"}
+    for _ in range(_RETRY_LOOKS):
+        job = store.get(job_id) if job_id else None
+        if job is None:
+            return {"job_id": ref, "outcome": "not_found"}
+        if job["state"] not in RERUNNABLE:
+            return {"job_id": job_id, "outcome": f"not_retryable: {job['state']}"}
+        # the chains that already failed are run again under new ids; a waiter not yet failed simply
+        # waits for the new outcome
+        old = {w: p for w, p in store.waiters(job_id).items() if store.waiter_done(job_id, w)}
+        new = {w: parking.rerun(p) for w, p in old.items()}
+        generation, state = store.rerun(
+            job_id, generation=int(job.get("generation") or 1), reason="retried",
+            detail=f"an operator re-ran the {job['state']} job ({len(new)} parked chain(s) run again)",
+            remove_waiters=list(old), add_waiters={p["id"]: p for p in new.values()})
+        if generation:
+            break
+        if state != "changed":
+            return {"job_id": job_id, "outcome": f"not_retryable: {state}"}
+    else:
+        return {"job_id": job_id, "outcome": "not_retryable: busy"}
     producer.send_task(task_names.SUBMIT, args=[job_id], queue=rt.settings.queue)
     store.incr("jobs_retried")
     log.info("job %s: re-run as generation %d by an operator", job_id, generation)

@@ -16,15 +16,15 @@ def resolve(rt, ref: str) -> str | None:
     return store.job_for_task(ref)
 
 
-def view(rt, job_id: str) -> JobView | None:
-    """The typed view of ``job_id`` (with its timeline), or None."""
+def view(rt, job_id: str, *, with_timeline: bool = True) -> JobView | None:
+    """The typed view of ``job_id`` (with its timeline unless ``with_timeline`` is False), or None."""
     store = rt.store
     job = store.get(job_id)
     if job is None:
         return None
     callers = store.redis.hlen(store.keys.waiters(job_id))
-    return JobView.from_record(job, timeline=store.timeline(job_id), callers=callers,
-                               callback_base=rt.settings.callback_url)
+    timeline = store.timeline(job_id) if with_timeline else []
+    return JobView.from_record(job, timeline=timeline, callers=callers, callback_base=rt.settings.callback_url)
 
 
 def find_job(rt, ref: str) -> JobView | None:
@@ -33,10 +33,12 @@ def find_job(rt, ref: str) -> JobView | None:
     return view(rt, job_id) if job_id else None
 
 
-def list_jobs(rt, *, state: str | None = None, since_seconds: float | None = None,
-              limit: int = 50) -> list[JobView]:
+def list_jobs(rt, *, state: str | None = None, since_seconds: float | None = None, limit: int = 50,
+              with_timeline: bool = False) -> list[JobView]:
     """Up to ``limit`` jobs, newest first (by creation), optionally only in ``state`` and only created
-    in the last ``since_seconds`` (by the Redis server's clock)."""
+    in the last ``since_seconds`` (by the Redis server's clock).  Their ``timeline`` is empty unless
+    ``with_timeline`` (a timeline is up to 200 events per job).  A state filter reads the jobs of the
+    window one by one: narrow it with ``since_seconds`` on a large deployment."""
     if limit <= 0:
         return []
     store = rt.store
@@ -51,7 +53,7 @@ def list_jobs(rt, *, state: str | None = None, since_seconds: float | None = Non
             break
         start += len(ids)
         for job_id in ids:
-            job = view(rt, job_id) if state is None else _view_in_state(rt, job_id, state)
+            job = _view_in_state(rt, job_id, state, with_timeline)
             if job is not None:
                 out.append(job)
                 if len(out) >= limit:
@@ -59,10 +61,10 @@ def list_jobs(rt, *, state: str | None = None, since_seconds: float | None = Non
     return out
 
 
-def _view_in_state(rt, job_id: str, state: str) -> JobView | None:
-    if rt.store.redis.hget(rt.store.keys.job(job_id), "state") not in (state, state.encode()):
+def _view_in_state(rt, job_id: str, state: str | None, with_timeline: bool) -> JobView | None:
+    if state is not None and rt.store.redis.hget(rt.store.keys.job(job_id), "state") not in (state, state.encode()):
         return None
-    return view(rt, job_id)
+    return view(rt, job_id, with_timeline=with_timeline)
 
 
 def limiter_status(rt) -> dict:

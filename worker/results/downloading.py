@@ -4,7 +4,7 @@ The safety rules (schemes, private addresses, redirects, size, type) and the che
 shape live in ``worker.results.fetching``; storage in ``worker.results.storage``.  A refused download
 (policy) or a permanent storage error (missing bucket, access denied) fails at once; a transport
 failure or a transient storage error (5xx, throttling, timeouts, after botocore's own retries) is
-retried with backoff, at most three times. The stored files are kept on the job's record too.
+retried with backoff, at most three times.  The stored files are kept on the job's record too.
 """
 
 from __future__ import annotations
@@ -31,5 +31,5 @@ def download_job_result(task, rt, result) -> dict:
     finally:
         rt.store.metrics.observe("kie_download_seconds", time.monotonic() - started, outcome)
     if isinstance(stored.get("job_id"), str):
-        rt.store.record_files(stored["job_id"], stored.get("files") or [])   # the job record shows the files
+        rt.store.record_files(stored["job_id"], stored.get("files") or [])   # the job record shows the stored files
     return stored

@@ -174,11 +174,10 @@ class JobStore:
               remove_waiters: list[str] = (), add_waiters: dict[str, dict] | None = None) -> tuple[int, str]:
         """Run a failed, timed-out or cancelled job of ``generation`` again (a new upstream task), swapping
         the waiters ``remove_waiters`` for ``add_waiters`` in the same step.  Returns (new generation,
-        state); generation 0 when the job was not re-runnable or had moved on (nothing changed)."""
-        swap = ""
-        if remove_waiters or add_waiters:
-            swap = json.dumps({"remove": list(remove_waiters),
-                               "add": {w: json.dumps(p) for w, p in (add_waiters or {}).items()}})
+        state); generation 0 when the job was not re-runnable or had moved on (nothing changed), with
+        state ``changed`` when a waiter finished that ``remove_waiters`` does not name (look again)."""
+        swap = json.dumps({"remove": list(remove_waiters),
+                           "add": {w: json.dumps(p) for w, p in (add_waiters or {}).items()}})
         return self._restart(job_id, "finished", str(generation), reason, detail, "", swap)
 
     def regenerate(self, job_id: str, *, task_id: str, outcome: dict, detail: str) -> tuple[int, str]:
@@ -189,7 +188,7 @@ class JobStore:
     def _restart(self, job_id, mode, expected, reason, detail, outcome_json, swap) -> tuple[int, str]:
         k = self.keys
         gen, state = self._run("restart", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id),
-                                                k.waiters(job_id)],
+                                                k.waiters(job_id), k.waiters_done(job_id)],
                                args=[job_id, mode, expected, reason, detail, outcome_json, swap])
         return int(gen), _decode(state)
 

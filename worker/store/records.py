@@ -17,7 +17,7 @@ import datetime
 import json
 
 from ..tokens import callback_path
-from .states import UNSUBMITTED
+from .states import RERUNNABLE, UNSUBMITTED
 
 KNOWN, ADOPTABLE, FOREIGN = "known", "adoptable", "foreign"
 MASKED = "***"
@@ -99,6 +99,8 @@ class JobView:
     deadline: str | None
     timeout_seconds: float | None
     generation: int
+    regenerations: int
+    retryable: bool
     attempts: int
     errors: int
     task_id: str | None
@@ -130,9 +132,9 @@ class JobView:
                             "task_id": g.get("task_id") or None, "ended_at": iso_ms(g.get("ended_at")),
                             "error": {"code": None if o.get("fail_code") is None else str(o.get("fail_code")),
                                       "message": o.get("fail_msg") or g.get("error") or None}})
-        files = [{"path": f.get("path"), "url": f.get("url"), "sha256": f.get("sha256"),
-                  "bytes": _int(f.get("bytes")), "content_type": f.get("content_type")}
-                 for f in _json(job.get("files"), [])]
+        files = [{"path": f.get("path"), "url": f.get("url"), "sha256": f.get("sha256"), "content_type":
+                  f.get("content_type"), **f, "bytes": _int(f.get("bytes"))}   # other storages' fields pass through
+                 for f in _json(job.get("files"), []) if isinstance(f, dict)]
         timeout = job.get("timeout")
         return cls(
             job_id=job["job_id"],
@@ -146,6 +148,8 @@ class JobView:
             deadline=iso_ms(job.get("deadline")),
             timeout_seconds=float(timeout) if timeout not in (None, "") else None,
             generation=_int(job.get("generation"), 1),
+            regenerations=_int(job.get("regenerations")),
+            retryable=job.get("state") in RERUNNABLE,
             attempts=_int(job.get("attempts")),
             errors=_int(job.get("errors")),
             task_id=job.get("task_id") or None,

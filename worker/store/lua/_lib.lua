@@ -11,7 +11,9 @@ end
 -- Puts a job back to 'accepted' as its next generation (a new upstream task will be created):
 -- the generation that ends is appended to the record's 'history' (JSON list), its upstream tasks
 -- become 'retired' (their late callbacks and polls are ignored), and the job is due for
--- submission now.  outcome_json = '' takes the stored outcome.  Returns the new generation.
+-- submission now.  'regenerations' counts the automatic re-generations since the last deliberate
+-- re-run (reason 'regenerate' adds one, any other reason starts again at 0).  outcome_json = '' takes
+-- the stored outcome.  Returns the new generation.
 local function restart(job, due_submit, due_check, timeline, job_id, reason, detail, outcome_json)
   local f = redis.call('HMGET', job, 'state', 'task_id', 'outcome', 'finished_at', 'generation', 'task_ids',
                        'history', 'last_error')
@@ -30,6 +32,8 @@ local function restart(job, due_submit, due_check, timeline, job_id, reason, det
   redis.call('HDEL', job, 'task_id', 'submitted_at', 'deadline', 'outcome', 'finished_at', 'callback',
              'callback_at', 'claim', 'claimed_until', 'sending_at', 'unknown_since', 'wait_reason', 'task_source',
              'last_error')
+  if reason == 'regenerate' then redis.call('HINCRBY', job, 'regenerations', 1)
+  else redis.call('HSET', job, 'regenerations', 0) end   -- a deliberate re-run gets the whole budget again
   redis.call('ZREM', due_check, job_id)
   redis.call('ZADD', due_submit, now, job_id)
   event(timeline, reason, detail)

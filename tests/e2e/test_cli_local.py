@@ -1,5 +1,5 @@
-"""``kie-queue demo`` end to end (its own key prefix, its keys deleted afterwards) and ``kie-queue sim``
-with the simulator's own options."""
+"""``kie-queue demo`` end to end (its own key prefix, its keys deleted afterwards; its dashboard, kept up with
+``--keep``), ``kie-queue sim`` with the simulator's own options, and ``kie-queue dashboard``."""
 
 import re
 import signal
@@ -116,9 +116,52 @@ def _answers(url):
 def test_group_help_lists_every_command():
     done = kie("--help", env=clean_env())
     assert done.returncode == 0
-    for name in ("submit", "status", "jobs", "retry", "cancel", "limiter", "credits", "resume", "sim", "demo"):
+    for name in ("submit", "status", "jobs", "retry", "cancel", "limiter", "credits", "resume", "sim", "dashboard",
+                 "demo"):
         assert re.search(rf"^\s+{name}\s", done.stdout, re.M), name
     version = kie("--version", env=clean_env())
     assert version.returncode == 0 and re.search(r"\d+\.\d+\.\d+", version.stdout)
     unknown = kie("frobnicate", env=clean_env())
     assert unknown.returncode == 2 and "frobnicate" in unknown.stderr
+
+
+def test_demo_keep_serves_its_dashboard_until_stopped_then_cleans_up(tmp_path):
+    proc = subprocess.Popen([KIE, "demo", "--jobs", "3", "--concurrency", "2", "--workdir", str(tmp_path / "demo"),
+                             "--redis-url", REDIS_URL, "--keep"],
+                            env=clean_env({"KIE_STORAGE_DIR": str(tmp_path / "images")}), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "services stay up" in line:
+                break
+        text = "".join(seen)
+        assert "all 3 jobs succeeded" in text, text[-2000:]
+        url = re.search(r"dashboard\s+(http://127\.0\.0\.1:\d+)", text).group(1)
+        page = requests.get(url + "/", timeout=10)
+        job_ids = re.findall(r"^(demo-[0-9a-f]+-\d{3})\s", text, re.M)
+        assert page.status_code == 200 and len(job_ids) == 3 and all(j in page.text for j in job_ids)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0
+    assert "removed the demo's" in rest
+    _, _, left = _demo_leftovers(text + rest)
+    assert left == []
+
+
+def test_dashboard_serves_on_loopback_and_refuses_a_public_bind_without_a_token(tmp_path):
+    port = free_port()
+    env = clean_env({"REDIS_URL": REDIS_URL, "KIE_KEY_PREFIX": "t-dash-cli"})
+    proc = subprocess.Popen([KIE, "dashboard", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), 30, "kie-queue dashboard", proc=proc)
+        assert "Jobs" in requests.get(f"http://127.0.0.1:{port}/", timeout=5).text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    refused = kie("dashboard", "--bind", "0.0.0.0", "--port", str(free_port()), env=env)
+    assert refused.returncode == 2 and "KIE_DASHBOARD_TOKEN" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -29,7 +29,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo", fail_rate: float = 0.0,
-             timeout: float = 180.0, redis_url: str = DEFAULT_REDIS_URL, storage: str | None = None) -> int:
+             timeout: float = 180.0, redis_url: str = DEFAULT_REDIS_URL, storage: str | None = None,
+             keep: bool = False) -> int:
     real = bool(os.environ.get("KIE_API_KEY") and os.environ.get("KIE_BASE_URL"))
     workdir = Path(workdir).resolve()
     out = _storage(storage)
@@ -69,17 +70,38 @@ def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo"
         stack.start_beat()
         from ..redact import redact_url
         console.print(f"  worker ×{concurrency}, beat, redis {redact_url(redis_url)}, key prefix {name}")
+        console.print(f"  dashboard   {stack.start_dashboard()}  (jobs, limiter, gallery: open it in a browser)")
         os.environ.update(stack.env)
         os.environ.pop("KIE_STORAGE_DIR", None)   # KIE_STORAGE_URL says it now
         from ..runtime import reset
         reset()
         batch = Batch(jobs)
         try:
-            return batch.run(console, timeout, out, workdir)
+            code = batch.run(console, timeout, out, workdir)
+            if keep:
+                _stay_up(console)
+            return code
         finally:
             stack.stop()
             removed = cleanup(redis_url, name, batch.task_ids(), [j for j, _ in batch.sent])
             console.print(f"removed the demo's {removed} Redis keys (prefix {name})")
+
+
+def _stay_up(console) -> None:
+    """``--keep``: leave the services running until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print("services stay up (--keep): press Ctrl-C to stop them")
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _storage(option: str | None):

@@ -27,7 +27,7 @@ def cli():
 
 
 for command in (submit.submit, inspect.status, inspect.jobs, inspect.limiter, inspect.credits, manage.retry,
-                manage.cancel, manage.resume, local.sim, local.demo):
+                manage.cancel, manage.resume, local.sim, local.dashboard, local.demo):
     cli.add_command(command)
 
 

@@ -1,4 +1,5 @@
-"""Local processes: ``kie-queue sim`` (the kie.ai simulator) and ``kie-queue demo`` (the whole system).
+"""Local processes: ``kie-queue sim`` (the kie.ai simulator), ``kie-queue dashboard`` (the operator dashboard)
+and ``kie-queue demo`` (the whole system).
 
 ``sim`` hands every argument to ``python -m kiesim`` unparsed, ``--help`` included: its options
 and help are the simulator's own (one definition, in ``kiesim.cli``), and the product still never
@@ -35,7 +36,9 @@ def sim(args):
                    "The demo's keys get their own prefix and are deleted after the batch")
 @click.option("--storage", metavar="URL", help="where results go: a folder, file:///abs/path or s3://bucket/prefix "
                                                "(default: KIE_STORAGE_URL, else ./kie-output)")
-def demo(jobs, concurrency, workdir, fail_rate, timeout, redis_url, storage):
+@click.option("--keep", is_flag=True, help="keep every service (and the dashboard) up after the batch, "
+                                          "until Ctrl-C; the demo's keys are removed then")
+def demo(jobs, concurrency, workdir, fail_rate, timeout, redis_url, storage, keep):
     """Run simulator, webhook, worker and beat, and push a batch of jobs end to end.
 
     With KIE_API_KEY and KIE_BASE_URL set it talks to that service instead of the simulator
@@ -45,4 +48,24 @@ def demo(jobs, concurrency, workdir, fail_rate, timeout, redis_url, storage):
     from ..demo import run_demo
 
     return run_demo(jobs=jobs, concurrency=concurrency, workdir=workdir, fail_rate=fail_rate, timeout=timeout,
-                    redis_url=redis_url, storage=storage)
+                    redis_url=redis_url, storage=storage, keep=keep)
+
+
+@click.command(short_help="serve the operator dashboard (127.0.0.1 by default)")
+@click.option("--port", type=click.IntRange(1, 65535), envvar="PORT", default=8050, show_default=True,
+              help="the port to listen on (env PORT)")
+@click.option("--bind", envvar="KIE_DASHBOARD_BIND", default="127.0.0.1", show_default=True,
+              help="the address to listen on (env KIE_DASHBOARD_BIND); anything but loopback needs "
+                   "KIE_DASHBOARD_TOKEN")
+def dashboard(port, bind):
+    """Serve the dashboard (the Procfile's dashboard process): jobs, a job's timeline and images, the limiter,
+    the gallery, retry and cancel.  Configuration comes from the environment, as for the other processes."""
+    from ...settings import Settings
+    from ..stack import dashboard_command
+
+    env = {**os.environ, "KIE_DASHBOARD_BIND": bind}
+    problem = Settings.from_env(env).dashboard_exposure_problem()
+    if problem is not None:
+        raise problem
+    argv = dashboard_command(port, Settings.from_env(env).dashboard_bind)
+    os.execve(argv[0], argv, env)

@@ -32,8 +32,10 @@ def sweep(rt, app) -> dict:
         reclaimed = reclaim_slots(rt)
         rt.store.trim_index()
         _maybe_lift_credit_pause(rt)
-    if submits or checks or resumes:
-        log.info("sweep handed out %d submissions, %d status checks and %d resumptions", submits, checks, resumes)
+    if submits or checks:
+        log.info("sweep handed out %d submissions and %d status checks", submits, checks)
+    if resumes:
+        log.info("sweep handed out %d resumptions of finished jobs", resumes)
     return {"submits": submits, "checks": checks, "resumes": resumes, "reclaimed": reclaimed}
 
 

@@ -30,6 +30,8 @@ def parse(argv) -> argparse.Namespace:
                    "the fault window plus the Redis broker's visibility timeout and a margin)")
     p.add_argument("--appendfsync", choices=("always", "everysec", "no"), default="everysec")
     p.add_argument("--rate", default="20/10s", help="createTask limit of the simulator and the workers")
+    p.add_argument("--kill", choices=("worker", "child"), default="worker",
+                   help="SIGKILL whole workers (default) or one pool process of a worker")
     p.add_argument("--keep", action="store_true", help="keep the work directory with every process's log")
     p.add_argument("--json", action="store_true", help="print the rows as JSON on stdout instead of a file")
     return p.parse_args(argv)
@@ -39,7 +41,7 @@ def main(argv=None) -> int:
     a = parse(sys.argv[1:] if argv is None else argv)
     base = Options(jobs=a.jobs, broker=a.broker, hosts=a.hosts, seed=a.seed, workers=a.workers,
                    concurrency=a.concurrency, quick=a.quick, deadline=a.deadline, appendfsync=a.appendfsync,
-                   rate=a.rate, keep=a.keep)
+                   rate=a.rate, keep=a.keep, kill=a.kill)
     runs = [base]
     if a.failover:
         runs = [Options(**{**vars(base), "failover": True, "min_replicas": n}) for n in (0, 1)]

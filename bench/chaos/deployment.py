@@ -18,26 +18,31 @@ from celery import Celery
 
 from worker.cli.stack import Stack, free_port, wait_for
 
+from .servers import children
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class ChaosDeployment:
     def __init__(self, workdir: Path, *, redis_url: str, broker_url: str, host: str = "127.0.0.1",
-                 sim_args: tuple[str, ...] = (), extra_env: dict | None = None, hosts=None):
+                 sim_args: tuple[str, ...] = (), extra_env: dict | None = None, hosts=None,
+                 secrets_: dict | None = None):
         self.name = secrets.token_hex(3)
         self.prefix = f"chaos-{self.name}"
         self.queue = f"kq-{self.name}"
         self.check_queue = f"check-{self.name}"
         self.host, self.hosts = host, hosts
         self.redis_url, self.broker_url = redis_url, broker_url
-        self.api_key, self.hmac_key = secrets.token_hex(16), secrets.token_hex(16)
+        given = secrets_ or {}     # api_key, hmac_key, webhook_secret (a test passes the ones its scan knows)
+        self.api_key = given.get("api_key") or secrets.token_hex(16)
+        self.hmac_key = given.get("hmac_key") or secrets.token_hex(16)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KIE_", "CELERY_"))}
         env.update({
             "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1",
             "REDIS_URL": redis_url, "CELERY_BROKER_URL": broker_url, "CELERY_RESULT_BACKEND": redis_url,
             "KIE_API_KEY": self.api_key, "KIE_KEY_PREFIX": self.prefix, "KIE_QUEUE": self.queue,
             "KIE_STORAGE_DIR": str(workdir / "output"), "KIE_DOWNLOAD_ALLOW_HOSTS": host,
-            "KIE_WEBHOOK_SECRET": secrets.token_hex(16), "KIE_WEBHOOK_HMAC_KEY": self.hmac_key,
+            "KIE_WEBHOOK_SECRET": given.get("webhook_secret") or secrets.token_hex(16), "KIE_WEBHOOK_HMAC_KEY": self.hmac_key,
             "CHAOS_PREFIX": self.prefix, "CHAOS_QUEUE": self.check_queue,
             **(extra_env or {}),
         })
@@ -87,6 +92,18 @@ class ChaosDeployment:
         self.workers.remove(name)
         if self.hosts:
             self.hosts.release(name)
+
+    def kill_pool_process(self, name: str, rnd) -> bool:
+        """SIGKILL one pool process of worker ``name`` (Celery re-queues its task at once)."""
+        proc = self.stack.running(name)
+        kids = children(proc.pid) if proc else []
+        if not kids:
+            return False
+        try:
+            os.kill(rnd.choice(kids), signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
 
     def start_checker(self) -> None:
         celery = str(Path(sys.executable).with_name("celery"))

@@ -11,6 +11,7 @@ import random
 import shutil
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ class Options:
     rate: str = "20/10s"
     keep: bool = False              # keep the work directory (logs)
     settle: float = 10.0            # seconds to watch after the last job was terminal
+    workdir: Path | None = None     # where logs go (default: a temporary directory, removed unless keep)
+    secrets: dict | None = None     # api_key, hmac_key, webhook_secret (default: new random ones)
+    kill: str = "worker"            # "worker": SIGKILL a whole worker and start another; "child": one pool process
 
 
 def sentinel_supported() -> bool:
@@ -56,7 +60,8 @@ def sentinel_supported() -> bool:
 
 
 def chaos_run(o: Options, label: str | None = None) -> dict:
-    workdir = Path(tempfile.mkdtemp(prefix="kq-chaos-"))
+    workdir = Path(o.workdir) if o.workdir else Path(tempfile.mkdtemp(prefix="kq-chaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     servers = Stack(workdir / "servers")
     stack_cm = contextlib.ExitStack()
     dep = None
@@ -83,12 +88,12 @@ def chaos_run(o: Options, label: str | None = None) -> dict:
             store_url = redis.start()
             broker_url = store_url[:-1] + "1"
         if o.broker == "amqp":
-            vhost = stack_cm.enter_context(RabbitVhost(f"kq-chaos-{workdir.name[-8:]}"))
+            vhost = stack_cm.enter_context(RabbitVhost(f"kq-chaos-{uuid.uuid4().hex[:8]}"))
             broker_url = vhost.url
         dep = ChaosDeployment(workdir / "deploy", redis_url=store_url, broker_url=broker_url, host=host_ip,
                               sim_args=("--duration", "3", "--duration-jitter", "2", "--small-images",
                                         "--rate-limit", o.rate, "--seed", str(o.seed)),
-                              extra_env=env, hosts=hosts)
+                              extra_env=env, hosts=hosts, secrets_=o.secrets)
         dep.start(workers=o.workers, concurrency=o.concurrency)
         client = connect(store_url, env.get("KIE_SENTINEL_MASTER"))
         return _play(o, dep, client, redis, group, hosts, label or _label(o))
@@ -97,7 +102,7 @@ def chaos_run(o: Options, label: str | None = None) -> dict:
             dep.stop()
         servers.stop()
         stack_cm.close()
-        if not o.keep:
+        if not o.keep and not o.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"logs kept in {workdir}")
@@ -121,7 +126,8 @@ def _env(o: Options) -> dict:
 def _play(o, dep, client, redis, group, hosts, label) -> dict:
     rnd = random.Random(o.seed)
     late = 12.0 if o.quick else 30.0
-    requests.post(dep.sim_url + "/_sim/config", json=schedule.sim_knobs(late_delay=late), timeout=10).raise_for_status()
+    knobs = schedule.sim_knobs(late_delay=late, scale=2.0 if o.quick else 1.0)
+    requests.post(dep.sim_url + "/_sim/config", json=knobs, timeout=10).raise_for_status()
     views = []
     for i in range(o.jobs):
         expect_fail, link_error = i % 10 in (0, 3), i % 5 == 0
@@ -136,7 +142,8 @@ def _play(o, dep, client, redis, group, hosts, label) -> dict:
                          partition=30.0 if hosts else None)
     deadline = o.deadline or (window + (VISIBILITY_TIMEOUT + 200 if o.broker == "redis" else 300))
     faults: Counter = Counter()
-    extra: dict = {"broker": o.broker, "seed": o.seed, "workers": o.workers, "appendfsync": o.appendfsync}
+    extra: dict = {"broker": o.broker, "seed": o.seed, "workers": o.workers, "appendfsync": o.appendfsync,
+                   "kill": o.kill}
     partitioned = None
     done_at = None
     while True:
@@ -172,6 +179,8 @@ def _apply(f, dep, redis, group, hosts, rnd, extra, client, views, partitioned) 
         if not candidates:
             return "kill_worker skipped"
         victim = rnd.choice(candidates)
+        if extra["kill"] == "child":
+            return "pool process SIGKILL" if dep.kill_pool_process(victim, rnd) else "kill_worker skipped"
         dep.kill_worker(victim)
         dep.add_worker(wait=False)
         return "worker SIGKILL"

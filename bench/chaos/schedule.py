@@ -49,7 +49,8 @@ def plan(seed: int, *, window: float, kill_every: float, webhook_down: tuple[flo
     return sorted(faults, key=lambda f: f.at)
 
 
-def sim_knobs(*, late_delay: float) -> dict:
-    """Per-task fault rates for the simulator (its ``seed`` makes them replayable)."""
-    return {"duplicate_rate": 0.1, "late_rate": 0.05, "late_delay": late_delay, "early_rate": 0.05,
-            "lose_callbacks": 0.05}
+def sim_knobs(*, late_delay: float, scale: float = 1.0) -> dict:
+    """Per-task fault rates for the simulator (its ``seed`` makes them replayable); ``scale``
+    multiplies them (a small run needs higher rates to see each fault)."""
+    return {"duplicate_rate": 0.1 * scale, "late_rate": 0.05 * scale, "late_delay": late_delay,
+            "early_rate": 0.05 * scale, "lose_callbacks": 0.05 * scale}

@@ -144,7 +144,7 @@ def _ctl(*args: str, check: bool = True) -> None:
 def rss_kib(pid: int) -> int:
     """Resident set size of ``pid`` plus its children (a worker and its pool), KiB."""
     total = 0
-    for p in [pid, *_children(pid)]:
+    for p in [pid, *children(pid)]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -154,14 +154,14 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     try:
         kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return []
     out = [int(k) for k in kids]
     for k in list(out):
-        out.extend(_children(k))
+        out.extend(children(k))
     return out
 
 

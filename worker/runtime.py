@@ -12,6 +12,7 @@ import redis
 
 from .kie.client import KieClient
 from .settings import Settings, settings
+from .store.connection import job_store_options, redis_client
 from .store.jobstore import JobStore
 from .store.limiter import Limiter
 
@@ -30,8 +31,8 @@ class Runtime:
 
 
 def build(s: Settings) -> Runtime:
-    r = redis.Redis.from_url(s.redis_url, health_check_interval=30, socket_timeout=10, socket_connect_timeout=5)
-    return Runtime(s, r, JobStore(r, s.key_prefix), Limiter.for_settings(r, s))
+    r = redis_client(s)
+    return Runtime(s, r, JobStore(r, s.key_prefix, **job_store_options(s)), Limiter.for_settings(r, s))
 
 
 @functools.lru_cache(maxsize=1)

@@ -82,6 +82,10 @@ class Settings:
     pump_interval: float = 0.05
     download_max_bytes: int = 50 * 1024 * 1024
     webhook_max_body: int = 64 * 1024
+    # Fault tolerance: how long finished jobs are kept, Redis Sentinel, replica acknowledgements.
+    job_retention: float = 7 * 86400.0
+    sentinel_master: str | None = None
+    redis_min_replicas: int = 0
 
     @property
     def webhook_secret(self) -> str | None:
@@ -156,9 +160,18 @@ class Settings:
                                         f"got {_mask_url(raw)!r}")
             return raw
 
-        redis_url = url("REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss", "unix"))
-        broker = url("CELERY_BROKER_URL", redis_url, ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix"))
-        backend = url("CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix"))
+        redis_url = url("REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss", "unix", "sentinel"))
+        broker = url("CELERY_BROKER_URL", redis_url,
+                     ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix", "sentinel"))
+        backend = url("CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix", "sentinel"))
+        sentinel_master = get("KIE_SENTINEL_MASTER")
+        for name, value in (("REDIS_URL", redis_url), ("CELERY_BROKER_URL", broker),
+                            ("CELERY_RESULT_BACKEND", backend)):
+            if value.lower().startswith("sentinel://"):
+                sentinel_nodes(value, name)
+                if not sentinel_master:
+                    raise ConfigError("KIE_SENTINEL_MASTER", f"is required when {name} is a sentinel:// URL "
+                                                             "(it names the master the Sentinels watch)")
         callback = url("KIE_CALLBACK_URL", None, ("http", "https"))
         secrets = tuple(s.strip() for s in (get("KIE_WEBHOOK_SECRET") or "").split(",") if s.strip())
         if callback and not secrets:
@@ -199,7 +212,34 @@ class Settings:
             pump_interval=number("KIE_PUMP_INTERVAL", 0.05, float, 0.01),
             download_max_bytes=int(number("KIE_DOWNLOAD_MAX_BYTES", 50 * 1024 * 1024, int, 1)),
             webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
+            job_retention=number("KIE_JOB_RETENTION", 7 * 86400.0, float, 1),
+            sentinel_master=sentinel_master,
+            redis_min_replicas=int(number("KIE_REDIS_MIN_REPLICAS", 0, int, 0)),
         )
+
+
+def sentinel_nodes(raw: str, variable: str = "REDIS_URL") -> tuple[list[tuple[str, int]], int, str | None]:
+    """``sentinel://[:pw@]h1:p1[;sentinel://h2:p2...][/DB]`` → ([(host, port)...], db, password)."""
+    nodes, db, password = [], 0, None
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        parsed = urllib.parse.urlsplit(part)
+        if parsed.scheme.lower() != "sentinel" or not parsed.hostname:
+            raise ConfigError(variable, f"expected sentinel://HOST:PORT[;sentinel://HOST:PORT...][/DB], "
+                                        f"got {_mask_url(raw)!r}")
+        try:
+            port = parsed.port or 26379
+        except ValueError:
+            raise ConfigError(variable, f"bad port in {_mask_url(part)!r}") from None
+        path = parsed.path.strip("/")
+        if path:
+            if not path.isdigit():
+                raise ConfigError(variable, f"the database after the last node must be a number, got {path!r}")
+            db = int(path)
+        password = parsed.password or password
+        nodes.append((parsed.hostname, port))
+    if not nodes:
+        raise ConfigError(variable, f"no Sentinel node in {_mask_url(raw)!r}")
+    return nodes, db, password
 
 
 def _mask_url(raw: str) -> str:

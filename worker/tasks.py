@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from . import task_names
+from . import failpoints, task_names
 from .celery_app import app
 from .errors import InvalidInput
 from .jobs import checking, completion, parking, submission
@@ -52,6 +52,7 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
     state, created, _ = store.accept(
         job_id, model=model, input=cleaned, timeout=float(timeout or rt.settings.job_timeout),
         waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS)
+    failpoints.hit("submit.after_accept")
     if created:
         store.incr("jobs_accepted")
         submission.attempt(rt, app, job_id)

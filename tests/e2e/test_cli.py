@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REDIS_URL, ROOT, Deployment, unique
+from harness import REDIS_URL, ROOT, unique
 
 KIE = str(Path(sys.executable).with_name("kie-queue"))
 
@@ -41,13 +41,7 @@ def test_demo_exits_non_zero_when_jobs_fail(tmp_path):
     assert "3 of 3 jobs did not succeed" in done.stderr
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("cli"), callbacks=False, hmac=False)
-    try:
-        yield d.start(concurrency=2, user_worker=False)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(callbacks=False, hmac=False, start=dict(concurrency=2, user_worker=False))
 
 
 def test_submit_wait_prints_the_result_and_status_shows_the_record(dep):

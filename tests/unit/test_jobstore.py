@@ -305,13 +305,60 @@ def test_record_callback_ignored_after_terminal(store):
     assert store.record_callback("missing", {}) == ("missing", 0)
 
 
-def test_claim_waiter_once(store):
+def test_claim_waiter_is_a_lease_until_marked_done(store, r):
     accept(store)
-    assert store.claim_waiter("job-1", "w1")
-    assert not store.claim_waiter("job-1", "w1")
+    token, taken_over = store.claim_waiter("job-1", "w1")
+    assert not taken_over
+    assert store.claim_waiter("job-1", "w1") is None            # leased to a live holder
+    assert not store.waiter_done("job-1", "w1")                  # claimed is not done
+    assert r.zscore(store.keys.due_resume, "job-1") >= server_ms(r) + 9000   # the sweep looks after the lease
+    assert store.mark_waiter_done("job-1", "w1", token, drop_parked=True)
     assert store.waiter_done("job-1", "w1") and not store.waiter_done("job-1", "w2")
+    assert store.claim_waiter("job-1", "w1") is None            # done
+    assert "w1" not in store.waiters("job-1")                    # a resumed chain's parked copy is gone
     results = parallel(6, lambda i: store.claim_waiter("job-1", "w2"))
-    assert results.count(True) == 1
+    assert sum(x is not None for x in results) == 1
+
+
+def test_an_expired_waiter_lease_is_taken_over_and_the_late_mark_says_so(store):
+    accept(store)
+    token, _ = store.claim_waiter("job-1", "w1", lease_ms=100)
+    lease = wait_until(lambda: store.claim_waiter("job-1", "w1", lease_ms=5000), 3.0, "the lease to expire")
+    token2, taken_over = lease
+    assert taken_over and token2 != token
+    assert not store.mark_waiter_done("job-1", "w1", token, drop_parked=False)   # the first holder was late
+    assert store.waiter_done("job-1", "w1") and "w1" in store.waiters("job-1")   # kept: not dropped
+
+
+def test_resume_settled_only_when_every_waiter_is_done(store, r):
+    submitted(store)
+    accept(store, waiter_id="w2")
+    store.finish("job-1", "failed", {"fail_code": "500"})
+    assert r.zscore(store.keys.due_resume, "job-1") is not None
+    for w in ("w1", "w2"):
+        token, _ = store.claim_waiter("job-1", w)
+        assert not store.resume_settled("job-1")
+        store.mark_waiter_done("job-1", w, token, drop_parked=False)
+    assert store.resume_settled("job-1")
+    assert r.zscore(store.keys.due_resume, "job-1") is None
+
+
+def test_finish_sets_the_retention_on_every_key_of_the_job(r, prefix):
+    store = JobStore(r, prefix, retention_s=60)
+    submitted(store)
+    accept(store, waiter_id="w2")
+    token, _ = store.claim_waiter("job-1", "w1")
+    store.finish("job-1", "succeeded", {})
+    k = store.keys
+    for key in (k.job("job-1"), k.waiters("job-1"), k.waiter_leases("job-1"), k.task("t" * 32)):
+        assert 55_000 < r.pttl(key) <= 60_000, key
+    store.mark_waiter_done("job-1", "w1", token, drop_parked=True)
+    assert 55_000 < r.pttl(k.waiters_done("job-1")) <= 60_000
+    # a waiter that arrives after the finish expires with the job and is left for the sweep if its caller dies
+    r.delete(k.waiters("job-1"))
+    assert accept(store, waiter_id="late") == ("succeeded", False, True)
+    assert 55_000 < r.pttl(k.waiters("job-1")) <= 60_000
+    assert store.reject("bad", model=MODEL, error="x") and 55_000 < r.pttl(k.job("bad")) <= 60_000
 
 
 # -- due queues -------------------------------------------------------------------------------
@@ -384,12 +431,14 @@ def test_counters(store):
 
 def test_keys_live_under_the_prefix(store, r):
     submitted(store)
-    store.claim_waiter("job-1", "w1")
+    token, _ = store.claim_waiter("job-1", "w1")
+    store.mark_waiter_done("job-1", "w1", token, drop_parked=False)
     store.incr("x")
     keys = {k.decode() for k in r.scan_iter(f"{store.keys.prefix}:*")}
     assert keys == {store.keys.job("job-1"), store.keys.waiters("job-1"), store.keys.waiters_done("job-1"),
-                    store.keys.task("t" * 32), store.keys.due_check, store.keys.metrics}
-    assert 0 < r.ttl(store.keys.task("t" * 32)) <= 30 * 86400
+                    store.keys.task("t" * 32), store.keys.due_check, store.keys.due_resume, store.keys.metrics}
+    # the task index entry lives as long as the job can: its timeout plus the retention
+    assert 0 < r.ttl(store.keys.task("t" * 32)) <= 60 + 7 * 86400
 
 
 def test_mark_sending_extends_the_claim_over_the_request(store, r):

@@ -160,13 +160,16 @@ class Stack:
         return url
 
     def start_worker(self, name: str = "w1", concurrency: int = 2, env: dict | None = None,
-                     wait: bool = True, wrap: list[str] | None = None) -> subprocess.Popen:
-        """The Procfile's ``worker`` process (``wrap``: see :meth:`spawn`)."""
+                     wait: bool = True, pool: str | None = None,
+                     wrap: list[str] | None = None) -> subprocess.Popen:
+        """The Procfile's ``worker`` process (``pool="solo"``: tasks run in the worker process itself, so a
+        failpoint's exit ends the whole worker, as a crash of its host would; ``wrap``: see :meth:`spawn`)."""
         celery = str(Path(sys.executable).with_name("celery"))
         hostname = f"{name}@{socket.gethostname()}-{os.getpid()}"
+        extra = ["--pool", pool] if pool else []
         proc, log = self.spawn(name, [celery, "-A", "worker", "worker", "--loglevel", "INFO", "--concurrency",
                                       str(concurrency), "--hostname", hostname, "--without-gossip",
-                                      "--without-mingle"], env=env, wrap=wrap)
+                                      "--without-mingle", *extra], env=env, wrap=wrap)
         if wait:
             wait_for(lambda: "ready." in log.read_text(errors="replace"), 60, f"worker {name}", interval=0.1,
                      proc=proc, log_path=log)

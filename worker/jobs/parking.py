@@ -25,6 +25,8 @@ from celery import group, signature
 from celery.app.task import Context
 from celery.exceptions import Ignore
 
+from .. import failpoints
+
 _FIELDS = ("id", "task", "chain", "callbacks", "errbacks", "chord", "group", "group_index", "root_id",
            "parent_id", "reply_to", "correlation_id", "args", "kwargs")
 
@@ -74,6 +76,7 @@ def resume(app, parked: dict, result: dict) -> None:
     """Complete the parked task with ``result`` and continue its chain and callbacks, as the tracer would."""
     ctx = _context(parked)
     app.backend.mark_as_done(parked["id"], result, request=ctx)
+    failpoints.hit("resume.after_store_result")
     parent_id, root_id, priority = parked["id"], ctx.root_id, parked.get("priority")
     callbacks = parked.get("callbacks") or []
     if len(callbacks) > 1:

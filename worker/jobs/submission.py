@@ -38,6 +38,7 @@ import json
 import logging
 import uuid
 
+from .. import failpoints
 from ..errors import (InsufficientCredits, MalformedResponse, RateLimited, RetryableUpstreamError,
                       TransportError, UpstreamError)
 from ..kie.schemas import build_create_body
@@ -71,6 +72,7 @@ def attempt(rt, app, job_id: str) -> str:
         log.warning("job %s: resubmitting after an unknown create outcome (a duplicate task may exist)", job_id)
     elif verdict != "claimed":
         return verdict
+    failpoints.hit("submit.after_claim")
     job = store.get(job_id)
     allowed, wait, reason, member = rt.limiter.acquire(job_id, f"{job_id}:{uuid.uuid4().hex[:8]}")
     if not allowed:
@@ -87,11 +89,13 @@ def attempt(rt, app, job_id: str) -> str:
         rt.limiter.release(job_id)
         return "lost-claim"
     store.incr("creates_sent")
+    failpoints.hit("submit.after_mark_sending")
     now = Attempt(rt, app, job_id, job, token, member)
     try:
         task_id = rt.client.create_task(body)
     except UpstreamError as exc:
         return _handler_for(exc)(now, exc)
+    failpoints.hit("submit.after_create")
     return _submitted(now, task_id)
 
 
@@ -102,6 +106,7 @@ def _submitted(a: Attempt, task_id: str) -> str:
     rt.limiter.confirm(a.member)
     recorded = rt.store.record_task(a.job_id, task_id, first_check_ms=int(first_check_delay(s) * 1000),
                                     timeout_ms=int(float(a.job["timeout"]) * 1000), source="create")
+    failpoints.hit("submit.after_record")
     if recorded == "duplicate":
         rt.store.incr("duplicate_tasks")
         log.warning("job %s: upstream task %s is a duplicate of an earlier one (billed twice)", a.job_id, task_id)

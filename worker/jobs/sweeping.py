@@ -2,7 +2,9 @@
 
 Beat sends ``kie.sweep`` every ``KIE_SWEEP_INTERVAL`` (1 s).  The sweep takes due members of the
 job store's two due queues (``worker.jobs.dispatch``: a lease each, so a sweep that dies hands
-nothing out twice and loses nothing) and sends one ``kie.check`` or ``kie.submit`` per job.
+nothing out twice and loses nothing) and sends one ``kie.check`` or ``kie.submit`` per job.  A finished job whose waiters' leases ended
+before they were marked done (``due:resume``: its finisher died) gets a ``kie.check``, which resumes
+them again (``worker.jobs.completion``).
 Submissions are normally handed out sooner by every worker's due-queue pump.  Every 30 s it also
 returns the in-flight slots of jobs that are finished or gone, and lifts a 402 pause once credits
 are back.
@@ -24,11 +26,12 @@ def sweep(rt, app) -> dict:
     """One sweep; returns what it did (counts), for logs and tests."""
     submits = hand_out(rt, app, "submit")
     checks = hand_out(rt, app, "check")
+    resumes = hand_out(rt, app, "resume")
     reclaimed = 0
     if rt.redis.set(rt.store.keys.sweep_reclaim, "1", nx=True, ex=int(RECLAIM_EVERY_S)):
         reclaimed = reclaim_slots(rt)
         _maybe_lift_credit_pause(rt)
-    return {"submits": submits, "checks": checks, "reclaimed": reclaimed}
+    return {"submits": submits, "checks": checks, "resumes": resumes, "reclaimed": reclaimed}
 
 
 def reclaim_slots(rt) -> int:

@@ -33,6 +33,10 @@ class Keys:
         """Set: Celery task ids whose chain was already resumed or failed (the exactly-once claim)."""
         return f"{self.prefix}:job:{job_id}:done"
 
+    def waiter_leases(self, job_id: str) -> str:
+        """Hash: Celery task id → ``token:deadline_ms`` of the lease on resuming that waiter's chain."""
+        return f"{self.prefix}:job:{job_id}:leases"
+
     def task(self, task_id: str) -> str:
         """String: upstream taskId → job id."""
         return f"{self.prefix}:task:{task_id}"
@@ -46,6 +50,11 @@ class Keys:
     def due_check(self) -> str:
         """Sorted set: job id → epoch ms when its status should next be checked (poll or timeout)."""
         return f"{self.prefix}:due:check"
+
+    @property
+    def due_resume(self) -> str:
+        """Sorted set: finished job id → epoch ms when the sweep should resume its waiters unless done by then."""
+        return f"{self.prefix}:due:resume"
 
     @property
     def sweep_reclaim(self) -> str:

@@ -1,7 +1,9 @@
--- KEYS: 1 job, 2 waiters, 3 due_submit
--- ARGV: 1 job_id, 2 model, 3 input_json, 4 timeout_s, 5 waiter_id, 6 waiter_json, 7 first_claim_ms
+-- KEYS: 1 job, 2 waiters, 3 due_submit, 4 due_resume
+-- ARGV: 1 job_id, 2 model, 3 input_json, 4 timeout_s, 5 waiter_id, 6 waiter_json, 7 first_claim_ms,
+--       8 resume_after_ms
 -- Creates the job if absent (state accepted, due for submission after first_claim_ms: the caller
 -- tries at once and the lease covers its death), then adds the waiter if absent.
+-- A waiter added to a finished job expires with it and is resumed by the sweep if its caller dies.
 -- Returns {state, created (0/1), waiter_added (0/1)}.
 local created = 0
 if redis.call('HGET', KEYS[1], 'state') == 'rejected' then
@@ -16,4 +18,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   created = 1
 end
 local added = redis.call('HSETNX', KEYS[2], ARGV[5], ARGV[6])
-return {redis.call('HGET', KEYS[1], 'state'), created, added}
+local state = redis.call('HGET', KEYS[1], 'state')
+if added == 1 and FINISHED[state] then
+  local ttl = tonumber(redis.call('PTTL', KEYS[1]))
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  redis.call('ZADD', KEYS[4], 'NX', now + tonumber(ARGV[8]), ARGV[1])
+end
+return {state, created, added}

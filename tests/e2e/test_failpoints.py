@@ -1,0 +1,81 @@
+"""A real worker killed by a failpoint at every step of submit, complete and resume; a fresh worker
+carries each chain to its end exactly once.
+
+The first worker runs with ``KIE_FAILPOINTS=<point>:exit`` and the solo pool, so the exit ends the
+whole worker (its unacked message comes back only after the broker's visibility timeout, which no
+test waits for).  A second worker without failpoints starts once the first is gone; the job store's
+leases, the sweep and the callbacks must finish the job.  The one allowed duplicate: killed between
+the broker taking the next step and the waiter's mark, the chain is continued twice, and the
+``continuations_redispatched`` counter accounts for it.
+"""
+
+import pytest
+
+from harness import Deployment, unique
+from worker import failpoints
+from worker.cli.stack import wait_for
+
+SHORT = {"KIE_HTTP_TIMEOUT": "3", "KIE_UNKNOWN_OUTCOME_GRACE": "3", "KIE_CALLBACK_GRACE": "3"}
+
+# point -> (user-task arrivals, continuations_redispatched, creates upstream)
+EXPECTED = {
+    "submit.after_accept": (1, 0, 1),
+    "submit.after_claim": (1, 0, 1),
+    "submit.after_mark_sending": (1, 0, 1),      # nothing was POSTed: resubmitted after the grace, one task
+    "submit.after_create": (1, 0, 1),            # the callback reveals the task the dead worker created
+    "submit.after_record": (1, 0, 1),
+    "complete.before_finish": (1, 0, 1),         # the sweep's poll finishes the job
+    "complete.after_finish": (1, 0, 1),          # due:resume: the sweep resumes the waiter
+    "complete.after_waiter_claim": (1, 1, 1),    # the lease ends undone: re-dispatched once
+    "resume.after_store_result": (1, 1, 1),      # result stored, chain not sent: re-dispatched once
+    "complete.after_publish": (2, 1, 1),         # the documented window: sent, not marked
+    "complete.after_mark_done": (1, 0, 1),
+}
+
+
+def test_every_failpoint_has_an_expectation():
+    assert set(EXPECTED) == set(failpoints.POINTS)
+
+
+@pytest.fixture()
+def dep(tmp_path):
+    d = Deployment(tmp_path, callbacks=True, hmac=True, extra_env=SHORT)
+    try:
+        yield d.start(workers=0)
+    finally:
+        d.stop()
+
+
+def counter(dep, name: str) -> int:
+    return int(dep.redis.hget(f"{dep.prefix}:metrics", name) or 0)
+
+
+def settled(dep, job_id: str, waiter_id: str) -> bool:
+    """The waiter is marked done and no resumption is pending for the job."""
+    return (dep.redis.sismember(f"{dep.prefix}:job:{job_id}:done", waiter_id)
+            and dep.redis.zscore(f"{dep.prefix}:due:resume", job_id) is None)
+
+
+@pytest.mark.parametrize("point", list(EXPECTED))
+def test_killed_at_a_failpoint_the_chain_completes_exactly_once(dep, point):
+    arrivals, redispatched, creates = EXPECTED[point]
+    w1 = dep.stack.start_worker("w1", concurrency=1, pool="solo", env={"KIE_FAILPOINTS": f"{point}:exit"})
+    prompt, job_id, tag = unique(f"failpoint {point}"), unique("fp").replace(" ", "-"), unique("fp-tag")
+    gen = dep.generate(prompt, job_id=job_id)
+    res = (gen | dep.user_task(tag)).apply_async()
+    wait_for(lambda: w1.poll() is not None, 60, f"worker killed at {point}")
+    assert w1.returncode == 137
+    dep.stack.start_worker("w2", concurrency=1)
+    got = dep.wait_recorded(tag, 1, timeout=90)
+    assert got[0]["job_id"] == job_id and got[0]["state"] == "success"
+    assert res.get(timeout=30)["tag"] == tag
+    waiter_id = res.parent.id
+    wait_for(lambda: settled(dep, job_id, waiter_id), 60, "the waiter marked done")
+    # a second continuation could only come from a re-dispatch, which the settled state excludes;
+    # drain the user queue before counting arrivals
+    wait_for(lambda: dep.redis.llen(dep.user_queue) == 0, 30, "user queue drained")
+    assert len(dep.wait_recorded(tag, arrivals, timeout=30)) == arrivals
+    assert counter(dep, "continuations_redispatched") == redispatched
+    assert dep.creates_for(prompt) == creates
+    job = dep.job(job_id)
+    assert job["state"] == "succeeded" and int(job["duplicates"]) == 0

@@ -165,20 +165,12 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def connect(url: str, master: str | None = None) -> redis_lib.Redis:
-    """A client for ``url``: plain ``redis://``, or kombu's ``sentinel://h:p;sentinel://h:p/DB`` form
-    with ``master`` naming the master (the client then follows a failover)."""
-    if not url.startswith("sentinel://"):
-        return redis_lib.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-    from redis.sentinel import Sentinel
 
-    parts = url.split(";")
-    db = 0
-    if "/" in parts[-1].split("://", 1)[1]:
-        parts[-1], db_text = parts[-1].rsplit("/", 1)
-        db = int(db_text or 0)
-    hosts = []
-    for p in parts:
-        host, port = p.split("://", 1)[1].rsplit(":", 1)
-        hosts.append((host, int(port)))
-    return Sentinel(hosts, socket_timeout=5, socket_connect_timeout=2).master_for(master or "mymaster", db=db)
+def connect(url: str, master: str | None = None) -> redis_lib.Redis:
+    """A client for ``url`` (``redis://`` or the ``sentinel://`` form with ``master``), built the way the
+    product builds its job store's client, so it follows a failover the same way."""
+    from worker.settings import Settings
+    from worker.store.connection import redis_client
+
+    env = {"REDIS_URL": url, **({"KIE_SENTINEL_MASTER": master} if master else {})}
+    return redis_client(Settings.from_env(env), socket_timeout=5, socket_connect_timeout=2)

@@ -170,7 +170,20 @@ def _play(o, dep, client, redis, group, hosts, label) -> dict:
         faults[f"sim_burst_{code}_served"] = n
     if partitioned:
         extra["partitioned_worker_log_after_heal"] = _log_after(dep, partitioned, extra.get("healed_at"))
-    return report.row(label, views, started=started, faults=faults, extra=extra)
+        at_heal = extra.pop("_finished_at_heal", {})
+        by_id = {v.job_id: v for v in views}
+        extra["finished_before_heal"] = len(at_heal)
+        extra["changed_after_heal"] = sorted(j for j, fp in at_heal.items() if _fingerprint(by_id[j]) != fp)
+    r = report.row(label, views, started=started, faults=faults, extra=extra)
+    r["ok"] = r["ok"] and not extra.get("changed_after_heal")
+    return r
+
+
+def _fingerprint(v) -> tuple:
+    """What a late write to a finished job would change: its state, outcome, tasks and arrivals."""
+    rec = v.record
+    return (rec.get("state"), rec.get("finished_at"), rec.get("outcome"), rec.get("task_ids"), len(v.arrivals),
+            len(v.errbacks))
 
 
 def _apply(f, dep, redis, group, hosts, rnd, extra, client, views, partitioned) -> str:
@@ -205,6 +218,8 @@ def _apply(f, dep, redis, group, hosts, rnd, extra, client, views, partitioned) 
         extra["partitioned_worker"] = victim
         return "partition 30 s"
     if f.kind == "heal":
+        report.collect(client, dep.prefix, views, _sim_prompts(dep))
+        extra["_finished_at_heal"] = {v.job_id: _fingerprint(v) for v in views if v.terminal}
         hosts.restore(extra["partitioned_worker"])
         extra["healed_at"] = time.time()
         return "partition healed"
@@ -253,11 +268,15 @@ def _sim_prompts(dep) -> dict:
 
 
 def _log_after(dep, worker: str, since: float | None) -> dict:
-    """What the partitioned worker logged after its link came back: warnings and errors, counted."""
-    text = dep.stack.log_of(worker)
+    """What the partitioned worker logged after its link came back: lines by level, and lines that
+    name one of the run's jobs (its late work)."""
     counts = Counter()
-    for line in text.splitlines():
-        for level in ("WARNING", "ERROR"):
-            if f"{level}/" in line or f" {level} " in line:
-                counts[level] += 1
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since or 0))
+    for line in dep.stack.log_of(worker).splitlines():
+        if not line.startswith("[") or line[1:20] < stamp:
+            continue
+        level = line.split(": ", 1)[1].split("/", 1)[0] if ": " in line else "?"
+        counts[level] += 1
+        if f"job {dep.name}-" in line:
+            counts["naming a job"] += 1
     return dict(counts)

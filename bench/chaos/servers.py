@@ -29,8 +29,10 @@ class RedisServer:
         self.port = free_port()
         self.dir = stack.workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
+        # bound on a namespace bridge's address, Redis would refuse its own clients in protected mode
+        unprotected = ("--protected-mode", "no") if host != "127.0.0.1" else ()
         self.args = ("--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "",
-                     *extra)
+                     *unprotected, *extra)
         self.url = f"redis://{host}:{self.port}/0"
         self.restarts: list[str] = []
 

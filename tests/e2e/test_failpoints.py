@@ -11,7 +11,7 @@ the broker taking the next step and the waiter's mark, the chain is continued tw
 
 import pytest
 
-from harness import Deployment, unique
+from harness import unique
 from worker import failpoints
 from worker.cli.stack import wait_for
 
@@ -38,12 +38,10 @@ def test_every_failpoint_has_an_expectation():
 
 
 @pytest.fixture()
-def dep(tmp_path):
-    d = Deployment(tmp_path, callbacks=True, hmac=True, extra_env=SHORT)
-    try:
-        yield d.start(workers=0)
-    finally:
-        d.stop()
+def dep(deploy):
+    """A fresh deployment per test, with no worker: the test starts them."""
+    with deploy("failpoints", start={"workers": 0}, callbacks=True, hmac=True, extra_env=SHORT) as d:
+        yield d
 
 
 def counter(dep, name: str) -> int:

@@ -9,21 +9,15 @@ reservations, cool-downs, the sweep's reclaim lock).  Nothing else may be left, 
 import pytest
 from celery.exceptions import CeleryError
 
-from harness import API_KEY, Deployment, unique
+from harness import API_KEY, unique
 from worker.cli.stack import wait_for
 from worker.store.keys import Keys, account_id
 
 RETENTION_S = 2
 
 
-@pytest.fixture()
-def dep(tmp_path):
-    d = Deployment(tmp_path, callbacks=True, hmac=False,
-                   extra_env={"KIE_JOB_RETENTION": str(RETENTION_S), "KIE_CALLBACK_GRACE": "3"})
-    try:
-        yield d.start(workers=1, concurrency=2)
-    finally:
-        d.stop()
+DEPLOYMENT = {"callbacks": True, "hmac": False, "start": {"workers": 1, "concurrency": 2},
+              "extra_env": {"KIE_JOB_RETENTION": str(RETENTION_S), "KIE_CALLBACK_GRACE": "3"}}
 
 
 def keys_with_ttl(dep) -> dict[str, int]:

@@ -10,6 +10,7 @@ resubmission after an unknown create outcome (``resubmitted_after_unknown``) may
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -81,7 +82,29 @@ def collect(redis, prefix: str, jobs: list[JobView], prompts: dict) -> None:
             j.upstream = int(prompts.get(j.prompt, 0))
 
 
-def row(label: str, jobs: list[JobView], *, started: float, faults: Counter, extra: dict | None = None) -> dict:
+def explain_doubles(jobs: list[JobView], logs: dict[str, str], killed: set[str]) -> dict[str, str]:
+    """For each job whose checking task ran twice, why, read from the workers' logs: the step before it
+    (``kie.download``, one Celery task id) was received more than once, by a worker that was then
+    SIGKILLed (whole, or a pool process) before acking it: Celery's late ack re-delivers a step that
+    had already published the next one.  Jobs with no such evidence are left out (unexplained)."""
+    out = {}
+    for j in jobs:
+        if len(j.arrivals) < 2:
+            continue
+        ids = set(re.findall(r"Task kie\.download\[([0-9a-f-]+)\] succeeded[^\n]*'job_id': '" + re.escape(j.job_id)
+                             + "'", "\n".join(logs.values())))
+        for tid in ids:
+            receivers = [w for w, text in logs.items() for _ in re.finditer(
+                r"Task kie\.download\[" + tid + r"\] received", text)]
+            died = [w for w in receivers if w in killed or "signal 9 (SIGKILL)" in logs[w]]
+            if len(receivers) > 1 and died:
+                out[j.job_id] = (f"kie.download {tid[:8]} received {len(receivers)}x ({', '.join(receivers)}); "
+                                 f"{', '.join(sorted(set(died)))} SIGKILLed before the ack")
+    return out
+
+
+def row(label: str, jobs: list[JobView], *, started: float, faults: Counter, extra: dict | None = None,
+        doubles_explained: dict[str, str] | None = None) -> dict:
     succeeded = [j for j in jobs if j.terminal and j.state == "succeeded"]
     failed = [j for j in jobs if j.terminal and j.state != "succeeded"]
     lost = [j for j in jobs if not j.terminal]
@@ -101,6 +124,7 @@ def row(label: str, jobs: list[JobView], *, started: float, faults: Counter, ext
         "lost_jobs": {j.job_id: j.state for j in lost[:20]},
         "continuations_per_succeeded_job": dict(Counter(len(j.arrivals) for j in succeeded)),
         "continued_twice": continued_twice,
+        "continued_twice_explained": {j: why for j, why in (doubles_explained or {}).items() if j in continued_twice},
         "continued_after_failure": continued_after_failure,
         "errbacks_per_failed_job_with_link_error": dict(Counter(len(j.errbacks) for j in with_errback)),
         "errback_twice": errback_twice,
@@ -111,6 +135,7 @@ def row(label: str, jobs: list[JobView], *, started: float, faults: Counter, ext
         "time_to_last_terminal_s": round(last - started, 1),
         **(extra or {}),
     }
+    # a second continuation fails the run even when the logs explain it: it is a second run of the user's task
     out["ok"] = not (lost or continued_twice or errback_twice or continued_after_failure or unexplained
                      or any(len(j.errbacks) == 0 for j in with_errback))
     return out

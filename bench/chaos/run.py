@@ -140,7 +140,7 @@ def _play(o, dep, client, redis, group, hosts, label) -> dict:
     plan = schedule.plan(o.seed, window=window, kill_every=6.0 if o.quick else 4.0,
                          webhook_down=(5, 10) if o.quick else (20, 60), failover=o.failover,
                          partition=30.0 if hosts else None)
-    deadline = o.deadline or (window + (VISIBILITY_TIMEOUT + 200 if o.broker == "redis" else 300))
+    deadline = o.deadline or (window + (VISIBILITY_TIMEOUT + 240 if o.broker == "redis" else 300))
     faults: Counter = Counter()
     extra: dict = {"broker": o.broker, "seed": o.seed, "workers": o.workers, "appendfsync": o.appendfsync,
                    "kill": o.kill}
@@ -154,7 +154,7 @@ def _play(o, dep, client, redis, group, hosts, label) -> dict:
             if f.kind == "partition":
                 partitioned = extra["partitioned_worker"]
         report.collect(client, dep.prefix, views, _sim_prompts(dep))
-        if all(v.terminal for v in views) and not plan:
+        if all(v.terminal for v in views) and not plan and time.time() >= _redeliveries_due(o, extra):
             done_at = done_at or time.time()
             if time.time() - done_at >= o.settle:
                 break
@@ -174,9 +174,22 @@ def _play(o, dep, client, redis, group, hosts, label) -> dict:
         by_id = {v.job_id: v for v in views}
         extra["finished_before_heal"] = len(at_heal)
         extra["changed_after_heal"] = sorted(j for j, fp in at_heal.items() if _fingerprint(by_id[j]) != fp)
-    r = report.row(label, views, started=started, faults=faults, extra=extra)
+    extra.pop("_last_worker_kill", None)
+    logs = {w: dep.stack.log_of(w) for w in (f"w{i}" for i in range(1, dep._next_worker))}
+    doubles = report.explain_doubles(views, logs, extra.pop("_killed", set()))
+    r = report.row(label, views, started=started, faults=faults, extra=extra, doubles_explained=doubles)
     r["ok"] = r["ok"] and not extra.get("changed_after_heal")
     return r
+
+
+def _redeliveries_due(o, extra) -> float:
+    """On the Redis broker, a message a SIGKILLed worker held comes back after the visibility timeout
+    (plus kombu's restore scan): watch that long after the last whole-worker kill, so a step
+    re-delivered then (and a second continuation it may cause) is seen."""
+    last = extra.get("_last_worker_kill")
+    if o.broker != "redis" or last is None:
+        return 0.0
+    return last + VISIBILITY_TIMEOUT + 120
 
 
 def _fingerprint(v) -> tuple:
@@ -195,6 +208,8 @@ def _apply(f, dep, redis, group, hosts, rnd, extra, client, views, partitioned) 
         if extra["kill"] == "child":
             return "pool process SIGKILL" if dep.kill_pool_process(victim, rnd) else "kill_worker skipped"
         dep.kill_worker(victim)
+        extra.setdefault("_killed", set()).add(victim)
+        extra["_last_worker_kill"] = time.time()
         dep.add_worker(wait=False)
         return "worker SIGKILL"
     if f.kind == "webhook_down":

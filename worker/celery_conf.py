@@ -29,15 +29,21 @@ SAFE = {
 
 def shared_conf(s) -> dict:
     """Broker, backend, serialisation and transport settings, from a ``Settings``."""
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    broker = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    backend = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    # Redis Sentinel (``sentinel://`` URLs): kombu and Celery's SentinelBackend take the master's name
+    # from the transport options
+    for url, options in ((s.broker_url, broker), (s.result_backend, backend)):
+        if str(url).lower().startswith("sentinel://"):
+            options["master_name"] = s.sentinel_master
     return {
         "broker_url": s.broker_url,
         "result_backend": s.result_backend,
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "task_default_queue": s.queue,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
+        "broker_transport_options": broker,
+        "result_backend_transport_options": backend,
         "broker_connection_retry_on_startup": True,
         **SAFE,
     }
@@ -60,6 +66,6 @@ def unsafe_settings(conf) -> list[str]:
         if accepted is not None and any(c not in ("json", "application/json") for c in accepted):
             bad.append(name)
     vt = (conf.get("broker_transport_options") or {}).get("visibility_timeout")
-    if str(conf.get("broker_url", "")).startswith(("redis", "rediss")) and vt is not None and vt < 300:
+    if str(conf.get("broker_url", "")).startswith(("redis", "rediss", "sentinel")) and vt is not None and vt < 300:
         bad.append("broker_transport_options.visibility_timeout")
     return bad

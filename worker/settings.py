@@ -165,13 +165,14 @@ class Settings:
                      ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix", "sentinel"))
         backend = url("CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix", "sentinel"))
         sentinel_master = get("KIE_SENTINEL_MASTER")
-        for name, value in (("REDIS_URL", redis_url), ("CELERY_BROKER_URL", broker),
-                            ("CELERY_RESULT_BACKEND", backend)):
+        urls = {"REDIS_URL": redis_url, "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": backend}
+        for name, value in urls.items():
             if value.lower().startswith("sentinel://"):
-                sentinel_nodes(value, name)
+                urls[name] = sentinel_url(value, name)
                 if not sentinel_master:
                     raise ConfigError("KIE_SENTINEL_MASTER", f"is required when {name} is a sentinel:// URL "
                                                              "(it names the master the Sentinels watch)")
+        redis_url, broker, backend = urls["REDIS_URL"], urls["CELERY_BROKER_URL"], urls["CELERY_RESULT_BACKEND"]
         callback = url("KIE_CALLBACK_URL", None, ("http", "https"))
         secrets = tuple(s.strip() for s in (get("KIE_WEBHOOK_SECRET") or "").split(",") if s.strip())
         if callback and not secrets:
@@ -240,6 +241,15 @@ def sentinel_nodes(raw: str, variable: str = "REDIS_URL") -> tuple[list[tuple[st
     if not nodes:
         raise ConfigError(variable, f"no Sentinel node in {_mask_url(raw)!r}")
     return nodes, db, password
+
+
+def sentinel_url(raw: str, variable: str = "REDIS_URL") -> str:
+    """The Sentinel URL with the database and credentials on every node, as Celery and kombu read it
+    (they take them from the first node; the documented form puts ``/DB`` after the last)."""
+    nodes, db, _ = sentinel_nodes(raw, variable)
+    first = urllib.parse.urlsplit(raw.split(";")[0].strip())
+    auth = first.netloc.rsplit("@", 1)[0] + "@" if "@" in first.netloc else ""
+    return ";".join(f"sentinel://{auth}{host}:{port}/{db}" for host, port in nodes)
 
 
 def _mask_url(raw: str) -> str:

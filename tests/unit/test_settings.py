@@ -383,8 +383,10 @@ def test_sentinel_urls_need_a_master_name_and_parse_every_node():
     err = config_error(REDIS_URL=url)
     assert err.variable == "KIE_SENTINEL_MASTER" and "REDIS_URL" in str(err)
     s = from_env(REDIS_URL=url, KIE_SENTINEL_MASTER="kie")
-    assert s.broker_url == s.result_backend == url and s.sentinel_master == "kie"
+    assert s.broker_url == s.result_backend == s.redis_url and s.sentinel_master == "kie"
     assert sentinel_nodes(url) == ([("127.0.0.1", 26379), ("127.0.0.1", 26380), ("10.0.0.3", 26379)], 2, None)
+    # Celery and kombu read the database off the first node: every node carries it
+    assert s.redis_url == "sentinel://127.0.0.1:26379/2;sentinel://127.0.0.1:26380/2;sentinel://10.0.0.3:26379/2"
     err = config_error(REDIS_URL="sentinel://h:1;redis://h:2", KIE_SENTINEL_MASTER="kie")
     assert err.variable == "REDIS_URL" and "sentinel://HOST:PORT" in str(err)
     err = config_error(CELERY_BROKER_URL="sentinel://h:1/x", KIE_SENTINEL_MASTER="kie")

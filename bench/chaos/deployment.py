@@ -65,7 +65,7 @@ class ChaosDeployment:
             self.add_worker()
         self.start_checker()
         self.stack.start_beat()
-        self.producer = producer(self.broker_url, self.redis_url, self.queue)
+        self.producer = producer(self.stack.env)
         return self
 
     def stop(self) -> None:
@@ -125,11 +125,11 @@ class ChaosDeployment:
         return c
 
 
-def producer(broker_url: str, backend_url: str, queue: str, transport: dict | None = None) -> Celery:
-    """A send-only Celery app, as another service would have: URLs, JSON, task names."""
-    app = Celery(f"chaos-producer-{secrets.token_hex(3)}", set_as_current=False)
-    app.conf.update(broker_url=broker_url, result_backend=backend_url, task_serializer="json",
-                    accept_content=["json"], result_serializer="json", task_default_queue=queue,
-                    broker_connection_retry_on_startup=True, broker_transport_options=transport or {},
-                    result_backend_transport_options=transport or {})
-    return app
+
+def producer(env: dict) -> Celery:
+    """A send-only Celery app configured as the product's own producers are (broker, backend,
+    Sentinel master, JSON), from the deployment's environment."""
+    from worker.celery_conf import producer as kie_producer
+    from worker.settings import Settings
+
+    return kie_producer(Settings.from_env(env), name=f"chaos-producer-{secrets.token_hex(3)}")

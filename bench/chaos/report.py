@@ -143,7 +143,7 @@ def row(label: str, jobs: list[JobView], *, started: float, faults: Counter, ext
 
 def format_rows(rows: list[dict]) -> str:
     head = ("run", "jobs", "ok", "fail", "lost", "cont/job", "errb/failed", "upstream/job", "dup expl/unexpl",
-            "faults", "last terminal")
+            "faults", "last terminal", "notes")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in rows:
         lines.append(" | ".join(str(x) for x in (
@@ -152,8 +152,25 @@ def format_rows(rows: list[dict]) -> str:
             _kv(r["continuations_per_succeeded_job"], "x"), _kv(r["errbacks_per_failed_job_with_link_error"], "x"),
             _kv(r["upstream_tasks_per_job"], "x"),
             f"{r['extra_upstream_explained']}/{len(r['extra_upstream_unexplained'])}",
-            _kv(r["faults"]), f"{r['time_to_last_terminal_s']} s")))
+            _kv(r["faults"]), f"{r['time_to_last_terminal_s']} s", _notes(r))))
     return "\n".join("| " + ln + " |" for ln in lines)
+
+
+def _notes(r: dict) -> str:
+    notes = [f"kill={r.get('kill')}", f"appendfsync={r.get('appendfsync')}"]
+    if r.get("webhook_down_s") is not None:
+        notes.append(f"webhook down {r['webhook_down_s']} s")
+    if r.get("continued_twice"):
+        notes.append(f"continued twice: {len(r['continued_twice'])} "
+                     f"(traced to a re-delivered step: {len(r.get('continued_twice_explained', {}))})")
+    if "promotion_s" in r:
+        notes.append(f"promoted in {r['promotion_s']} s, transitions lost {r['transitions_lost_in_failover']} "
+                     f"of {r['jobs_seen_before_failover']} jobs")
+    if "changed_after_heal" in r:
+        notes.append(f"partitioned {r['partitioned_worker']}: {len(r['changed_after_heal'])} of "
+                     f"{r['finished_before_heal']} finished jobs changed after the heal; its log after: "
+                     f"{_kv(r.get('partitioned_worker_log_after_heal', {}))}")
+    return "; ".join(notes)
 
 
 def _kv(d: dict, sep: str = "") -> str:

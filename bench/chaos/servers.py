@@ -105,7 +105,8 @@ class SentinelGroup:
     def current_primary(self) -> tuple[str, int] | None:
         for port in self.sentinel_ports:
             try:
-                host, p = redis_lib.Redis(port=port, socket_timeout=1).sentinel_get_master_addr_by_name(self.master)
+                host, p = redis_lib.Redis(port=port, socket_timeout=1, decode_responses=True).sentinel_get_master_addr_by_name(
+                    self.master)
                 return host, int(p)
             except (redis_lib.RedisError, OSError, TypeError):
                 continue

@@ -153,7 +153,7 @@ def _play(o, dep, client, redis, group, hosts, label) -> dict:
             faults[_apply(f, dep, redis, group, hosts, rnd, extra, client, views, partitioned)] += 1
             if f.kind == "partition":
                 partitioned = extra["partitioned_worker"]
-        report.collect(client, dep.prefix, views, _sim_prompts(dep))
+        _retrying(lambda: report.collect(client, dep.prefix, views, _sim_prompts(dep)))
         if all(v.terminal for v in views) and not plan and time.time() >= _redeliveries_due(o, extra):
             done_at = done_at or time.time()
             if time.time() - done_at >= o.settle:
@@ -180,6 +180,19 @@ def _play(o, dep, client, redis, group, hosts, label) -> dict:
     r = report.row(label, views, started=started, faults=faults, extra=extra, doubles_explained=doubles)
     r["ok"] = r["ok"] and not extra.get("changed_after_heal")
     return r
+
+
+def _retrying(fn, timeout: float = 60.0):
+    """``fn()``, again while Redis is unreachable (a restart, a failover still settling), up to ``timeout``."""
+    import redis as redis_lib
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except (redis_lib.RedisError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _redeliveries_due(o, extra) -> float:
@@ -233,7 +246,7 @@ def _apply(f, dep, redis, group, hosts, rnd, extra, client, views, partitioned) 
         extra["partitioned_worker"] = victim
         return "partition 30 s"
     if f.kind == "heal":
-        report.collect(client, dep.prefix, views, _sim_prompts(dep))
+        _retrying(lambda: report.collect(client, dep.prefix, views, _sim_prompts(dep)))
         extra["_finished_at_heal"] = {v.job_id: _fingerprint(v) for v in views if v.terminal}
         hosts.restore(extra["partitioned_worker"])
         extra["healed_at"] = time.time()
@@ -242,7 +255,7 @@ def _apply(f, dep, redis, group, hosts, rnd, extra, client, views, partitioned) 
         before = snapshot(client, dep.prefix, views)
         group.kill_primary()
         extra["promotion_s"] = round(group.wait_promoted(), 1)
-        after = snapshot(client, dep.prefix, views)
+        after = _retrying(lambda: snapshot(client, dep.prefix, views))
         extra["transitions_lost_in_failover"] = sum(1 for j, b in before.items() if after.get(j, (-1, 0, 0)) < b)
         extra["jobs_seen_before_failover"] = len(before)
         return "primary SIGKILL"

@@ -100,6 +100,9 @@ def explain_doubles(jobs: list[JobView], logs: dict[str, str], killed: set[str])
             if len(receivers) > 1 and died:
                 out[j.job_id] = (f"kie.download {tid[:8]} received {len(receivers)}x ({', '.join(receivers)}); "
                                  f"{', '.join(sorted(set(died)))} SIGKILLed before the ack")
+        if j.job_id not in out and len({a["task_id"] for a in j.arrivals}) == 1 and any(
+                a.get("redelivered") for a in j.arrivals[1:]):
+            out[j.job_id] = "the checking task's own message re-delivered by the broker (flagged redelivered)"
     return out
 
 
@@ -124,6 +127,7 @@ def row(label: str, jobs: list[JobView], *, started: float, faults: Counter, ext
         "lost_jobs": {j.job_id: j.state for j in lost[:20]},
         "continuations_per_succeeded_job": dict(Counter(len(j.arrivals) for j in succeeded)),
         "continued_twice": continued_twice,
+        "double_arrivals": {j.job_id: j.arrivals for j in jobs if len(j.arrivals) > 1},
         "continued_twice_explained": {j: why for j, why in (doubles_explained or {}).items() if j in continued_twice},
         "continued_after_failure": continued_after_failure,
         "errbacks_per_failed_job_with_link_error": dict(Counter(len(j.errbacks) for j in with_errback)),

@@ -20,6 +20,7 @@ def render(store, limiter) -> str:
     gauges = {
         "kie_jobs_waiting_submit": r.zcard(k.due_submit),
         "kie_jobs_awaiting_outcome": r.zcard(k.due_check),
+        "kie_jobs_resuming": r.zcard(k.due_resume),
         "kie_in_flight": limiter.in_flight(),
         "kie_in_flight_max": limiter.max_in_flight,
         "kie_submissions_paused_seconds": limiter.paused_for(),

@@ -33,7 +33,7 @@ import flask
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from worker import task_names
+from worker import failpoints, task_names
 from worker.errors import WebhookRejected
 from worker.kie.schemas import parse_callback
 from worker.store.states import TERMINAL
@@ -117,6 +117,7 @@ def callback(job_id: str):
         _count("redelivered")
         return _answer(200, status="ignored", detail="callback already recorded")
     state, deliveries = store.record_callback(job_id, reported)
+    failpoints.hit("complete.after_callback_recorded")
     if state in TERMINAL:
         _count("duplicate")
         return _answer(200, status="ignored", detail="job already finished")

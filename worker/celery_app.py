@@ -15,7 +15,7 @@ from celery import Celery, signals
 
 from . import task_names
 from .bootsteps import DuePump
-from .celery_conf import shared_conf, unsafe_settings
+from .celery_conf import SOFT_SHUTDOWN_S, shared_conf, unsafe_settings
 
 log = logging.getLogger("kie_queue")
 
@@ -27,6 +27,7 @@ def _defaults() -> dict:
     return {
         **shared_conf(s),
         "task_create_missing_queues": True,
+        "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_S,
         "result_expires": 7 * 86400,
         "result_extended": True,
         "beat_schedule": {

@@ -7,6 +7,13 @@
 * JSON only (never pickle), so producers in other languages can enqueue and read results;
 * ``worker_deduplicate_successful_tasks`` off (with it, a redelivered task would resend its chain).
 
+On a Redis broker, ``worker_disable_prefetch`` (Celery >= 5.6) also makes a worker fetch only when a pool
+process is free, whatever prefetch multiplier a deployment sets: measured with ``bench/visibility.py``,
+a worker with multiplier 4 killed while busy held 10 messages (6 of them queued jobs that came back
+only after the visibility timeout) without it, 4 with it (its 2 running tasks and 2 countdown messages,
+which no setting keeps a worker from holding).  RabbitMQ ignores the setting (and returns held messages
+when the connection drops), so it is set only for Redis brokers.
+
 A broker ``visibility_timeout`` of ``VISIBILITY_TIMEOUT`` seconds sits far above every countdown
 (< 2 s) and run time (< 1 min) the project uses, so the Redis broker does not redeliver running
 tasks, yet a message held by a worker that died returns within minutes, not hours (jobs themselves
@@ -17,6 +24,10 @@ process uses (it imports no task code).  Nothing here reads configuration at imp
 from __future__ import annotations
 
 VISIBILITY_TIMEOUT = 600
+SOFT_SHUTDOWN_S = 45
+"""How long a stopping worker lets running tasks finish when a cold shutdown is asked for (Celery's soft
+shutdown: ``REMAP_SIGTERM=SIGQUIT`` makes SIGTERM ask for one).  Below the 60 s every deploy file gives a
+process to stop; tasks still running then are handed back to the broker."""
 SAFE = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
@@ -36,7 +47,9 @@ def shared_conf(s) -> dict:
     for url, options in ((s.broker_url, broker), (s.result_backend, backend)):
         if str(url).lower().startswith("sentinel://"):
             options["master_name"] = s.sentinel_master
+    redis_broker = str(s.broker_url).lower().startswith(("redis", "rediss", "sentinel", "unix"))
     return {
+        **({"worker_disable_prefetch": True} if redis_broker else {}),
         "broker_url": s.broker_url,
         "result_backend": s.result_backend,
         "accept_content": ["json"],

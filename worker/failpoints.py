@@ -15,7 +15,8 @@ submit (``worker.jobs.submission``, ``worker.tasks.generate``)
   ``submit.after_create``        kie.ai answered with a taskId; the answer is not recorded
   ``submit.after_record``        the taskId is recorded (state submitted)
 
-complete (``worker.jobs.completion``)
+complete (``webhook.routes``, ``worker.jobs.completion``)
+  ``complete.after_callback_recorded``  the webhook stored a callback; ``kie.complete`` is not sent
   ``complete.before_finish``     the outcome is known; the job is not finished in the store
   ``complete.after_finish``      the job is terminal; no waiter claimed yet
   ``complete.after_waiter_claim`` one waiter's lease is taken; its next step is not published
@@ -37,7 +38,7 @@ VARIABLE = "KIE_FAILPOINTS"
 POINTS = (
     "submit.after_accept", "submit.after_claim", "submit.after_mark_sending", "submit.after_create",
     "submit.after_record",
-    "complete.before_finish", "complete.after_finish", "complete.after_waiter_claim", "complete.after_publish",
+    "complete.after_callback_recorded", "complete.before_finish", "complete.after_finish", "complete.after_waiter_claim", "complete.after_publish",
     "complete.after_mark_done",
     "resume.after_store_result",
 )

@@ -112,7 +112,7 @@ def finish_waiters(rt, app, job_id: str) -> int:
                         "(its next step may already have been sent once)", job_id, waiter_id)
         failpoints.hit("complete.after_waiter_claim")
         if succeeded:
-            parking.resume(app, parked, json.loads(job["outcome"]))
+            parking.resume(app, parked, json.loads(job["outcome"]), again=taken_over)
         else:
             parking.fail(app, parked, error_for_job(job))
         failpoints.hit("complete.after_publish")

@@ -8,7 +8,9 @@ States: ``accepted → submitting → submitted → succeeded | failed | timed_o
 (``rejected`` for invalid input).  ``accepted`` jobs sit in the due-ordered
 ``due:submit`` set until a worker claims them; a claim is a lease, so a claim held
 by a dead worker expires and another worker takes the job.  ``submitted`` jobs sit
-in ``due:check`` until their next status poll or timeout.
+in ``due:check`` until their next status poll or timeout.  A finished job sits in ``due:resume``
+until every waiter's chain is marked continued (resuming one is a lease: claim, publish, mark), and
+all its keys expire ``retention_s`` after the finish.
 
 Every transition is a Lua script in ``lua/`` (see ``worker.store.scripts``); times
 inside scripts come from the Redis server's clock, so hosts with skewed clocks

@@ -26,11 +26,12 @@ class Keys:
         return f"{self.prefix}:job:{job_id}"
 
     def waiters(self, job_id: str) -> str:
-        """Hash: Celery task id → parked chain context (JSON) of every caller waiting on the job."""
+        """Hash: Celery task id → parked chain context (JSON) of every caller waiting on the job (a resumed
+        caller's entry is deleted when marked done; a failed one's is kept until the retention)."""
         return f"{self.prefix}:job:{job_id}:waiters"
 
     def waiters_done(self, job_id: str) -> str:
-        """Set: Celery task ids whose chain was already resumed or failed (the exactly-once claim)."""
+        """Set: Celery task ids whose chain was resumed or failed and marked done (after the broker took the next step)."""
         return f"{self.prefix}:job:{job_id}:done"
 
     def waiter_leases(self, job_id: str) -> str:

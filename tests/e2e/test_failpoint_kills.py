@@ -33,8 +33,11 @@ EXPECTED = {
 }
 
 
-def test_every_failpoint_has_an_expectation():
-    assert set(EXPECTED) == set(failpoints.POINTS)
+IN_THE_WEBHOOK = "complete.after_callback_recorded"
+
+
+def test_every_failpoint_has_a_test():
+    assert set(EXPECTED) | {IN_THE_WEBHOOK} == set(failpoints.POINTS)
 
 
 @pytest.fixture()
@@ -77,3 +80,40 @@ def test_killed_at_a_failpoint_the_chain_completes_exactly_once(dep, point):
     assert dep.creates_for(prompt) == creates
     job = dep.job(job_id)
     assert job["state"] == "succeeded" and int(job["duplicates"]) == 0
+
+
+@pytest.mark.parametrize("point, redispatched", [("complete.after_finish", 0), ("complete.after_waiter_claim", 1)])
+def test_killed_while_failing_a_chain_its_errback_runs_once(dep, point, redispatched):
+    w1 = dep.stack.start_worker("w1", concurrency=1, pool="solo", env={"KIE_FAILPOINTS": f"{point}:exit"})
+    prompt, job_id, tag = unique(f"[sim:fail] failpoint {point}"), unique("ff").replace(" ", "-"), unique("ff-tag")
+    sig = dep.generate(prompt, job_id=job_id)
+    sig.link_error(dep.user_errback(tag))
+    res = (sig | dep.user_task(unique("never"))).apply_async()
+    wait_for(lambda: w1.poll() is not None, 60, f"worker killed at {point}")
+    dep.stack.start_worker("w2", concurrency=1)
+    got = dep.wait_recorded(tag, 1, timeout=90)
+    assert got == [{"failed_task": res.parent.id}]
+    wait_for(lambda: settled(dep, job_id, res.parent.id), 60, "the waiter marked done")
+    wait_for(lambda: dep.redis.llen(dep.user_queue) == 0, 30, "user queue drained")
+    assert len(dep.recorded(tag)) == 1
+    assert counter(dep, "continuations_redispatched") == redispatched
+    job = dep.job(job_id)
+    assert job["state"] == "failed"
+    # the failed job's parked chain is kept (for an operator's retry) until the retention
+    assert dep.redis.hexists(f"{dep.prefix}:job:{job_id}:waiters", res.parent.id)
+
+
+def test_webhook_killed_after_recording_a_callback_the_poll_finishes_the_job(deploy):
+    """Every gunicorn worker that stores a callback dies before sending ``kie.complete`` (gunicorn starts
+    another; a redelivered callback is ignored as already recorded): the sweep's poll finishes the job."""
+    env = {**SHORT, "KIE_FAILPOINTS": f"{IN_THE_WEBHOOK}:exit"}
+    with deploy("webhookfp", start={"workers": 1}, callbacks=True, hmac=True, extra_env=env) as d:
+        prompt, job_id, tag = unique("webhook failpoint"), unique("wf").replace(" ", "-"), unique("wf-tag")
+        res = (d.generate(prompt, job_id=job_id) | d.user_task(tag)).apply_async()
+        assert res.get(timeout=90)["tag"] == tag
+        job = d.job(job_id)
+        assert job["state"] == "succeeded" and int(job["callbacks"]) >= 1 and "callback" in job
+        assert int(d.redis.hget(f"{d.prefix}:metrics", "polls") or 0) >= 1
+        wait_for(lambda: d.redis.llen(d.user_queue) == 0, 30, "user queue drained")
+        assert len(d.recorded(tag)) == 1 and d.creates_for(prompt) == 1
+        assert "exited with code 137" in d.stack.log_of("web")     # the failpoint was reached

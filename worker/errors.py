@@ -128,6 +128,36 @@ class GenerationTimeout(JobError):
         return f"job {self.job_id} had no outcome within {self.timeout} s"
 
 
+class GenerationCancelled(JobError):
+    """An operator cancelled the job (``kie-queue cancel``).  ``submitted`` says whether kie.ai already
+    had the task (it has no cancel call: its credits may still be spent; its outcome is ignored)."""
+
+    def __init__(self, job_id: str | None, task_id: str | None = None, submitted: bool = False,
+                 reason: str | None = None):
+        super().__init__(job_id, task_id, submitted, reason)
+
+    @property
+    def job_id(self):
+        return self.args[0]
+
+    @property
+    def task_id(self):
+        return self.args[1]
+
+    @property
+    def submitted(self) -> bool:
+        return bool(self.args[2])
+
+    @property
+    def reason(self):
+        return self.args[3]
+
+    @property
+    def message(self) -> str:
+        when = "after submission (kie.ai may still bill it)" if self.submitted else "before submission"
+        return f"job {self.job_id} was cancelled {when}"
+
+
 class UpstreamError(KieQueueError):
     """kie.ai answered with an error code (in the HTTP status or in the body ``code``).
 
@@ -261,6 +291,34 @@ class DownloadError(KieQueueError):
     @property
     def message(self) -> str:
         return f"download {'failed' if self.transient else 'refused'} for {self.url}: {self.reason}"
+
+
+class StorageError(KieQueueError):
+    """The result storage (local folder or S3 bucket) refused or failed an operation.
+
+    ``transient`` is True for failures worth retrying (5xx, throttling, timeouts, connection errors);
+    ``variable`` names the setting a user should look at (``KIE_STORAGE_URL``, ``AWS_ACCESS_KEY_ID`` ...)
+    when the failure is one of configuration.  ``reason`` never holds a credential.
+    """
+
+    def __init__(self, reason: str, transient: bool = False, variable: str | None = None):
+        super().__init__(reason, transient, variable)
+
+    @property
+    def reason(self) -> str:
+        return self.args[0]
+
+    @property
+    def transient(self) -> bool:
+        return bool(self.args[1]) if len(self.args) > 1 else False
+
+    @property
+    def variable(self) -> str | None:
+        return self.args[2] if len(self.args) > 2 else None
+
+    @property
+    def message(self) -> str:
+        return f"storage {'unavailable' if self.transient else 'error'}: {self.reason}"
 
 
 class WebhookRejected(KieQueueError):

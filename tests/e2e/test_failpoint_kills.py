@@ -13,6 +13,7 @@ import pytest
 
 from harness import unique
 from worker import failpoints
+from worker.store.metrics import Metrics
 from worker.cli.stack import wait_for
 
 SHORT = {"KIE_HTTP_TIMEOUT": "3", "KIE_UNKNOWN_OUTCOME_GRACE": "3", "KIE_CALLBACK_GRACE": "3"}
@@ -48,7 +49,8 @@ def dep(deploy):
 
 
 def counter(dep, name: str) -> int:
-    return int(dep.redis.hget(f"{dep.prefix}:metrics", name) or 0)
+    """A counter of the deployment's metrics (``name`` without ``kie_`` and ``_total``)."""
+    return int(Metrics(dep.redis, f"{dep.prefix}:metrics").snapshot().value(f"kie_{name}_total"))
 
 
 def settled(dep, job_id: str, waiter_id: str) -> bool:
@@ -113,7 +115,7 @@ def test_webhook_killed_after_recording_a_callback_the_poll_finishes_the_job(dep
         assert res.get(timeout=90)["tag"] == tag
         job = d.job(job_id)
         assert job["state"] == "succeeded" and int(job["callbacks"]) >= 1 and "callback" in job
-        assert int(d.redis.hget(f"{d.prefix}:metrics", "polls") or 0) >= 1
+        assert counter(d, "polls") >= 1
         wait_for(lambda: d.redis.llen(d.user_queue) == 0, 30, "user queue drained")
         assert len(d.recorded(tag)) == 1 and d.creates_for(prompt) == 1
         assert "exited with code 137" in d.stack.log_of("web")     # the failpoint was reached

@@ -20,6 +20,7 @@ import redis.sentinel
 from celery import Celery
 
 from harness import Deployment, unique
+from worker.store.metrics import Metrics
 from worker.cli.stack import free_port, wait_for
 
 MASTER = "kiefail"
@@ -107,7 +108,8 @@ def dep(tmp_path):
 
 
 def counter(dep, name):
-    return int(dep.redis.hget(f"{dep.prefix}:metrics", name) or 0)
+    """A counter of the deployment's metrics (``name`` without ``kie_`` and ``_total``)."""
+    return int(Metrics(dep.redis, f"{dep.prefix}:metrics").snapshot().value(f"kie_{name}_total"))
 
 
 def test_jobs_run_through_sentinel_and_survive_a_promoted_replica(dep):

@@ -6,8 +6,8 @@ nothing out twice and loses nothing) and sends one ``kie.check`` or ``kie.submit
 before they were marked done (``due:resume``: its finisher died) gets a ``kie.check``, which resumes
 them again (``worker.jobs.completion``).
 Submissions are normally handed out sooner by every worker's due-queue pump.  Every 30 s it also
-returns the in-flight slots of jobs that are finished or gone, and lifts a 402 pause once credits
-are back.
+returns the in-flight slots of jobs that are finished or gone, drops the jobs index entries of jobs
+whose retention has passed, and lifts a 402 pause once credits are back.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def sweep(rt, app) -> dict:
     reclaimed = 0
     if rt.redis.set(rt.store.keys.sweep_reclaim, "1", nx=True, ex=int(RECLAIM_EVERY_S)):
         reclaimed = reclaim_slots(rt)
+        rt.store.trim_index()
         _maybe_lift_credit_pause(rt)
     return {"submits": submits, "checks": checks, "resumes": resumes, "reclaimed": reclaimed}
 

@@ -4,7 +4,8 @@ upstream tasks the simulator made) and the run's row with its verdict.
 A job is *terminal* when its chain's end was seen: a success reached ``chaos.record``; a failure
 was recorded in the job store and (with ``link_error``) its errback ran.  *Lost* jobs are never
 terminal.  Each upstream task beyond the first must be explained by the job's own record: every
-resubmission after an unknown create outcome (``resubmitted_after_unknown``) may make one.
+resubmission after an unknown create outcome (``resubmitted_after_unknown``) and every automatic
+re-generation (``regenerations``) may make one.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class JobView:
 
     @property
     def explained_extra(self) -> int:
-        return int(self.record.get("resubmitted_after_unknown", 0) or 0)
+        """Upstream tasks beyond the first that the record accounts for: resubmissions after an unknown
+        create outcome, and automatic re-generations after a transient failure (KIE_GENERATION_RETRIES)."""
+        return sum(int(self.record.get(f, 0) or 0) for f in ("resubmitted_after_unknown", "regenerations"))
 
     @property
     def unexplained_duplicates(self) -> int:

@@ -31,6 +31,9 @@ def test_lost_double_missing_errback_and_unexplained_duplicate_each_fail_the_run
     # an extra upstream task after a resubmission the job's record shows is explained
     r = report.row("x", [_job(0, upstream=2, resubmitted=1)], started=0.0, faults=Counter())
     assert r["ok"] and r["extra_upstream_explained"] == 1
+    regenerated = _job(1, "failed", arrivals=0, upstream=3)
+    regenerated.record["regenerations"] = "2"
+    assert report.row("x", [regenerated], started=0.0, faults=Counter())["extra_upstream_unexplained"] == []
 
 
 def test_a_double_continuation_is_traced_to_a_redelivered_download_in_the_logs():

@@ -1,7 +1,7 @@
 """The periodic sweep: hands due status checks (and, as a fallback, due submissions) to live workers.
 
 Beat sends ``kie.sweep`` every ``KIE_SWEEP_INTERVAL`` (1 s).  The sweep takes due members of the
-job store's two due queues (``worker.jobs.dispatch``: a lease each, so a sweep that dies hands
+job store's due queues (``worker.jobs.dispatch``: a lease each, so a sweep that dies hands
 nothing out twice and loses nothing) and sends one ``kie.check`` or ``kie.submit`` per job.  A finished job whose waiters' leases ended
 before they were marked done (``due:resume``: its finisher died) gets a ``kie.check``, which resumes
 them again (``worker.jobs.completion``).
@@ -32,6 +32,8 @@ def sweep(rt, app) -> dict:
         reclaimed = reclaim_slots(rt)
         rt.store.trim_index()
         _maybe_lift_credit_pause(rt)
+    if submits or checks or resumes:
+        log.info("sweep handed out %d submissions, %d status checks and %d resumptions", submits, checks, resumes)
     return {"submits": submits, "checks": checks, "resumes": resumes, "reclaimed": reclaimed}
 
 

@@ -22,10 +22,10 @@ from .report import Row, table, write_results
 from .support import Context
 
 HERE = Path(__file__).resolve().parent
-MEASURES = ["limiter", "worker_time", "chain_latency", "webhook_load", "overhead", "jobstore", "roundtrips",
+MEASURES = ["limiter", "worker_time", "chain_latency", "webhook_load", "overhead", "jobstore_scale", "roundtrips",
             "download"]
 ALIASES = {"worker-time": "worker_time", "chain": "chain_latency", "chain-latency": "chain_latency",
-           "webhook": "webhook_load", "webhook-throughput": "webhook_load", "job-store": "jobstore", "round-trips": "roundtrips"}
+           "webhook": "webhook_load", "webhook-throughput": "webhook_load", "jobstore": "jobstore_scale", "job-store": "jobstore_scale", "round-trips": "roundtrips"}
 
 
 def parse(argv):

@@ -71,7 +71,7 @@ class Row:
         return {"measure": self.measure, "name": self.name, "figure": self.figure, "baseline": self.baseline,
                 "baseline_label": self.baseline_label, "ratio": self.ratio,
                 "target": str(self.target) if self.target else "report",
-                "pass": self.passed, "note": self.note, "details": self.details}
+                "pass": self.passed, "conditions_ok": self.extra_ok, "note": self.note, "details": self.details}
 
 
 def _fmt(x) -> str:

@@ -120,7 +120,8 @@ def callback(job_id: str):
     if state in TERMINAL:
         _count("duplicate")
         return _answer(200, status="ignored", detail="job already finished")
-    kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
+    # ignore_result: nothing waits on kie.complete, and a result subscription costs Redis round trips
+    kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue, ignore_result=True)
     _count("accepted")
     return _answer(202, status="accepted", deliveries=deliveries)
 

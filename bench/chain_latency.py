@@ -9,7 +9,7 @@ finish the job, resume the parked chain.
 
 Baseline: ``bench.mark.apply_async()`` on the same workers, sent at the same moments (the offsets
 of the callbacks just received, replayed), from sending to its start.  Full: 1,000 jobs.  Quick:
-200.  Reported: p50, p95, p99 of both; the target is on the p50 ratio.
+120.  Reported: p50, p95, p99 of both; the target is on the p50 ratio.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from .report import Row, Target
 from .support import Context, Stack, free_port, percentile
 
 NAME = "chain_latency"
-RATE = 25.0          # jobs enqueued per second
+RATE = 12.0          # jobs enqueued per second: well within what the worker keeps up with
 
 
 def run(ctx: Context):
-    n = 200 if ctx.quick else 1000
+    n = 120 if ctx.quick else 1000
     prefix, queue = support.names("cl")
     workdir = ctx.workdir("chain-latency")
     port = free_port()

@@ -18,8 +18,9 @@ import time
 import traceback
 from pathlib import Path
 
+from . import rate_limit, support
 from .report import Row, table, write_results
-from .support import Context
+from .support import Context, Stack
 
 HERE = Path(__file__).resolve().parent
 MEASURES = ["limiter", "worker_time", "chain_latency", "webhook_load", "overhead", "jobstore_scale", "roundtrips",
@@ -58,29 +59,17 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="kie-bench-") as tmp:
         workroot = args.workdir or Path(tmp)
         workroot.mkdir(parents=True, exist_ok=True)
+        redis_stack = Stack(workroot / "redis", support.base_env())
         ctx = Context(quick=args.quick, workroot=workroot)
+        if not os.environ.get("BENCH_REDIS_URL"):
+            # a private redis-server for the whole run: other users of the machine's Redis do not slow it
+            ctx.redis_url = rate_limit.REDIS_URL = support.private_redis(redis_stack, "redis-bench")
+        print(f"redis: {ctx.redis_url}", flush=True)
         plots_dir = args.out / "plots"
-        for name in args.measures:
-            module = importlib.import_module(f"bench.{name}")
-            t0 = time.monotonic()
-            print(f"== {name}", flush=True)
-            try:
-                got, data = module.run(ctx)
-            except Exception as exc:  # noqa: BLE001 - one broken measure must not hide the others
-                traceback.print_exc()
-                got, data = [Row(name, f"crashed: {type(exc).__name__}: {exc}"[:200], None)], None
-                crashed = True
-            timings[name] = round(time.monotonic() - t0, 1)
-            for row in got:
-                print(f"   {row.name}: {row.figure!r} (baseline {row.baseline!r})", flush=True)
-            rows.extend(got)
-            if data is not None and not args.no_plots:
-                try:
-                    plots_dir.mkdir(parents=True, exist_ok=True)
-                    plots.extend(str(p) for p in module.plot(data, plots_dir))
-                except Exception:  # noqa: BLE001
-                    traceback.print_exc()
-            print(f"   ({timings[name]:.0f} s)", flush=True)
+        try:
+            crashed = _run_all(args, ctx, rows, plots, timings, plots_dir)
+        finally:
+            redis_stack.stop()
     print()
     print(table(rows))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -89,3 +78,29 @@ def main(argv=None) -> int:
     print(f"\nresults: {args.out / 'results.json'}; plots: {len(plots)} in {args.out / 'plots'}; "
           f"{time.time() - started:.0f} s", flush=True)
     return 1 if crashed else 0
+
+
+def _run_all(args, ctx, rows, plots, timings, plots_dir) -> bool:
+    crashed = False
+    for name in args.measures:
+        module = importlib.import_module(f"bench.{name}")
+        t0 = time.monotonic()
+        print(f"== {name}", flush=True)
+        try:
+            got, data = module.run(ctx)
+        except Exception as exc:  # noqa: BLE001 - one broken measure must not hide the others
+            traceback.print_exc()
+            got, data = [Row(name, f"crashed: {type(exc).__name__}: {exc}"[:200], None)], None
+            crashed = True
+        timings[name] = round(time.monotonic() - t0, 1)
+        for row in got:
+            print(f"   {row.name}: {row.figure!r} (baseline {row.baseline!r})", flush=True)
+        rows.extend(got)
+        if data is not None and not args.no_plots:
+            try:
+                plots_dir.mkdir(parents=True, exist_ok=True)
+                plots.extend(str(p) for p in module.plot(data, plots_dir))
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
+        print(f"   ({timings[name]:.0f} s)", flush=True)
+    return crashed

@@ -1,9 +1,10 @@
 """What every measure needs: environments, private Redis servers, instrumented workers, producers, cleanup.
 
 A measure runs its processes through ``worker.cli.stack.Stack`` (each logs to a file under the run's
-work directory and is stopped on exit), in Redis database 4 of the machine's Redis
-(``BENCH_REDIS_URL``) under its own key prefix and queue, or in a private ``redis-server`` on a free
-port when it counts memory or commands.  Only 127.0.0.1 is contacted.
+work directory and is stopped on exit), against the run's private ``redis-server`` (started by
+``bench.runner`` on a free port; ``BENCH_REDIS_URL`` names another Redis instead) under its own key
+prefix and queue, or in a private ``redis-server`` of its own when it counts memory or commands.
+Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations

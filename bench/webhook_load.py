@@ -11,7 +11,7 @@ check, the record in Redis, ``kie.complete`` sent to the broker: 202); when the 
 pool of jobs, repeats are redeliveries of an unfinished job's recorded outcome (every check, then
 200 without writing).  The split is read from the webhook's own counters.  The baseline is
 ``bench.bare_app`` (a route that answers 200 and reads nothing) on the same gunicorn settings,
-the same requests.  Full: 10 s each, 12,000 jobs.  Quick: 4 s, 4,000 jobs.
+the same requests.  Full: 10 s each, 12,000 jobs.  Quick: 3 s, 3,000 jobs.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _load(url: str, request_file: Path, seconds: float) -> dict:
 
 
 def run(ctx: Context):
-    seconds, n = (4.0, 4000) if ctx.quick else (10.0, 12000)
+    seconds, n = (3.0, 3000) if ctx.quick else (10.0, 12000)
     prefix, queue = support.names("wh")
     workdir = ctx.workdir("webhook")
     r = redis.Redis.from_url(ctx.redis_url)

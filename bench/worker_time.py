@@ -7,7 +7,7 @@ poll ``recordInfo`` every second) chained to the same ``bench.mark``, on one Cel
 pool processes.  Worker time is every task's wall-clock run time in the pool processes
 (``bench.tasktime``), ``bench.mark`` excluded on both sides; kie-queue's includes beat's
 ``kie.sweep`` runs during the batch.  Jobs/min: the batch size over the time from enqueueing it to
-its last ``bench.mark``.  Full: 30-s generation, 60 jobs (kie-queue) and 8 jobs (baseline: two
+its last ``bench.mark``.  Full: 30-s generation, 40 jobs (kie-queue) and 8 jobs (baseline: two
 rounds of 4).  Quick: 5-s generation, 20 and 8 jobs.
 """
 
@@ -28,7 +28,7 @@ NAME = "worker_time"
 
 
 def _settings(ctx: Context) -> tuple[float, int, int]:
-    return (5.0, 20, 8) if ctx.quick else (30.0, 60, 8)
+    return (5.0, 20, 8) if ctx.quick else (30.0, 40, 8)
 
 
 def _batch(r, producer, sigs, mark_key, n, deadline_s, what) -> tuple[float, dict]:

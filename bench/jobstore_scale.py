@@ -119,7 +119,7 @@ def run(ctx: Context):
         tuned_url = support.private_redis(stack, "redis-listpack")
         tr = redis.Redis.from_url(tuned_url)
         tr.config_set("hash-max-listpack-value", 1024)
-        tuned = _fill(tuned_url, tr, sizes[:1], queue)[0]
+        tuned = _fill(tuned_url, tr, [10000], queue)[0]
         encodings = {k: r.object("encoding", stores[0]["rt"].store.keys.job("job-0000007") + s).decode()
                      for k, s in (("job", ""), ("waiters", ":waiters"))}
         r.close()

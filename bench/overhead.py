@@ -73,7 +73,8 @@ def run(ctx: Context):
     finally:
         support.cleanup(ctx.redis_url, prefix, (queue,))
     ok = len(kq_done) == n and len(base_done) == n
-    per_task = lambda t: {k: {"count": v["count"], "ms_each": round(1000 * v["seconds"] / max(v["count"], 1), 2)}  # noqa: E731
+    per_task = lambda t: {k: {"count": v["count"], "ms_each": round(1000 * v["seconds"] / max(v["count"], 1), 2),  # noqa: E731
+                              "cpu_ms_each": round(1000 * v["cpu"] / max(v["count"], 1), 2)}
                           for k, v in sorted(t.items())}
     row = Row(NAME, "jobs/s, generate | 2 no-op tasks", kq_rate, base_rate, "Celery chain of 3 no-op tasks",
               Target("ratio", ">=", 0.4), extra_ok=ok, note=f"{n} jobs at once, 1 worker x 4 processes",

@@ -1,8 +1,8 @@
 """Instrumentation the bench loads into worker processes: task run times and the ``bench.*`` tasks.
 
 :func:`install` connects Celery's ``task_prerun``/``task_postrun`` signals so that every task a pool
-process runs adds its wall-clock run time to a Redis hash (``<BENCH_TASKTIME_KEY>``: field
-``<task name>:s`` += seconds, ``<task name>:n`` += 1).  :func:`register_tasks` adds the
+process runs adds its wall-clock run time and its CPU time to a Redis hash (``<BENCH_TASKTIME_KEY>``:
+fields ``<task name>:s`` and ``<task name>:cpu`` += seconds, ``<task name>:n`` += 1).  :func:`register_tasks` adds the
 post-processing tasks the measures chain after ``kie.generate``:
 
 * ``bench.noop(result=None)``: returns its argument (a no-op step);
@@ -25,7 +25,7 @@ import time
 import redis
 from celery import signals
 
-_started: dict[str, float] = {}
+_started: dict[str, tuple[float, float]] = {}
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,17 +34,18 @@ def _redis() -> redis.Redis:
 
 
 def _on_prerun(task_id=None, **_):
-    _started[task_id] = time.perf_counter()
+    _started[task_id] = (time.perf_counter(), time.process_time())
 
 
 def _on_postrun(task_id=None, task=None, **_):
-    t0 = _started.pop(task_id, None)
+    started = _started.pop(task_id, None)
     key = os.environ.get("BENCH_TASKTIME_KEY")
-    if t0 is None or not key:
+    if started is None or not key:
         return
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
     pipe = _redis().pipeline(transaction=False)
     pipe.hincrbyfloat(key, f"{task.name}:s", seconds)
+    pipe.hincrbyfloat(key, f"{task.name}:cpu", cpu)
     pipe.hincrby(key, f"{task.name}:n", 1)
     pipe.execute()
 
@@ -73,13 +74,15 @@ def register_tasks(app) -> None:
 
 
 def read_task_times(r: redis.Redis, key: str) -> dict[str, dict]:
-    """``{task name: {"seconds": total, "count": n}}`` from the hash :func:`install` fills."""
+    """``{task name: {"seconds": wall total, "cpu": CPU total, "count": n}}`` from the hash :func:`install` fills."""
     out: dict[str, dict] = {}
     for field, value in r.hgetall(key).items():
         name, _, kind = field.decode().rpartition(":")
-        entry = out.setdefault(name, {"seconds": 0.0, "count": 0})
+        entry = out.setdefault(name, {"seconds": 0.0, "cpu": 0.0, "count": 0})
         if kind == "s":
             entry["seconds"] = float(value)
+        elif kind == "cpu":
+            entry["cpu"] = float(value)
         else:
             entry["count"] = int(value)
     return out

@@ -93,11 +93,14 @@ def run_baseline(ctx: Context, gen_s: float, n: int) -> dict:
 
 def _summary(times: dict, marks: dict, t0: float, n: int) -> dict:
     busy = sum(v["seconds"] for k, v in times.items() if k != "bench.mark")
+    cpu = sum(v["cpu"] for k, v in times.items() if k != "bench.mark")
     done = len(marks)
     span = (max(marks.values()) - t0) if marks else float("nan")
     return {"jobs": n, "done": done, "worker_seconds": busy, "per_job": busy / max(done, 1),
+            "cpu_per_job": cpu / max(done, 1),
             "span_s": span, "jobs_per_min": done / span * 60 if marks else 0.0,
-            "tasks": {k: {"count": v["count"], "seconds": round(v["seconds"], 4)} for k, v in sorted(times.items())},
+            "tasks": {k: {"count": v["count"], "seconds": round(v["seconds"], 4), "cpu": round(v["cpu"], 4)}
+                      for k, v in sorted(times.items())},
             "finish_times": sorted(t - t0 for t in marks.values())}
 
 
@@ -116,6 +119,8 @@ def run(ctx: Context):
             Target("ratio", "<=", round(limit, 4)), extra_ok=ok, note=note,
             details={"kie-queue": {k: v for k, v in kq.items() if k != "finish_times"},
                      "baseline": {k: v for k, v in base.items() if k != "finish_times"}}),
+        Row(NAME, "worker CPU-seconds per job", kq["cpu_per_job"], base["cpu_per_job"],
+            "Celery task creating then polling", None, note="CPU time of the pool processes (less sensitive to load)"),
         Row(NAME, "jobs/min, 4 worker processes", kq["jobs_per_min"], base["jobs_per_min"],
             "Celery task creating then polling", None,
             note=f"{note}; kie-queue {n_kq} jobs (bounded by the upstream's 20 per 10 s), baseline {n_base} jobs"),

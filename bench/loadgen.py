@@ -38,7 +38,7 @@ def ensure_wrk() -> str | None:
 
 def wrk_load(wrk: str, url: str, request_file: Path, *, seconds: float, threads: int = 2,
              connections: int = 16) -> dict:
-    done = subprocess.run([wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--latency",
+    done = subprocess.run([wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--latency",
                            "-s", str(LUA), url, "--", str(request_file), str(threads)],
                           capture_output=True, text=True, timeout=seconds + 60)
     out = done.stdout

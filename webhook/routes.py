@@ -36,6 +36,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from worker import task_names
 from worker.errors import WebhookRejected
 from worker.kie.schemas import parse_callback
+from worker.results.storage.health import health as storage_health
 from worker.store.states import TERMINAL
 from worker.tokens import CALLBACK_PATH
 
@@ -187,7 +188,11 @@ def healthz():
     except Exception as exc:  # noqa: BLE001
         checks["broker"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return _answer(200 if ok else 503, status="ok" if ok else "unavailable", checks=checks)
+    # reported, not counted: callbacks are recorded without storage, so a storage outage must not take
+    # the webhook out of its load balancer (``status`` says "degraded")
+    checks["storage"] = storage_health(kie["settings"])
+    status = "unavailable" if not ok else ("ok" if checks["storage"] == "ok" else "degraded")
+    return _answer(200 if ok else 503, status=status, checks=checks)
 
 
 @bp.get("/metrics")

@@ -17,6 +17,10 @@ process uses (it imports no task code).  Nothing here reads configuration at imp
 from __future__ import annotations
 
 VISIBILITY_TIMEOUT = 600
+SOFT_SHUTDOWN_S = 45
+"""How long a stopping worker lets running tasks finish when a cold shutdown is asked for (Celery's soft
+shutdown: ``REMAP_SIGTERM=SIGQUIT`` makes SIGTERM ask for one).  Below the 60 s every deploy file gives a
+process to stop; tasks still running then are handed back to the broker."""
 SAFE = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,

@@ -33,7 +33,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 
-from harness import API_KEY, HMAC_KEY, SECRETS, WEBHOOK_SECRET, Deployment, unique
+from harness import API_KEY, HMAC_KEY, SECRETS, WEBHOOK_SECRET, unique
 from webhook.verify import signature_for
 from worker.store.jobstore import JobStore
 from worker.kie.schemas import parse_callback
@@ -248,13 +248,10 @@ def assert_json_answer(ans: Answer) -> dict:
 
 
 @pytest.fixture(scope="module")
-def quiet(tmp_path_factory):
+def quiet(deploy):
     """Simulator + gunicorn webhook only: nothing consumes the queue, nothing sweeps."""
-    d = Deployment(tmp_path_factory.mktemp("hostile"), callbacks=True, hmac=True)
-    try:
-        yield d.start(workers=0, beat=False, user_worker=False)
-    finally:
-        d.stop()
+    with deploy("hostile", callbacks=True, hmac=True, start=dict(workers=0, beat=False, user_worker=False)) as d:
+        yield d
 
 
 @pytest.fixture(scope="module")
@@ -570,12 +567,9 @@ def test_healthz_metrics_and_unknown_routes_answer_json(quiet):
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("forged"), callbacks=True, hmac=True)
-    try:
-        yield d.start(workers=1, concurrency=2)
-    finally:
-        d.stop()
+def live(deploy):
+    with deploy("forged", callbacks=True, hmac=True, start=dict(workers=1, concurrency=2)) as d:
+        yield d
 
 
 EVIL = ["https://evil.example/forged.png", "http://169.254.169.254/latest/meta-data/"]

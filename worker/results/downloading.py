@@ -1,7 +1,9 @@
 """The ``kie.download`` task body: copy a job's result files into storage, retrying transient failures.
 
 The safety rules (schemes, private addresses, redirects, size, type) and the check of the result's
-shape live in ``worker.results.fetching``; storage in ``worker.results.storage``.  A refused download (policy) fails at once; a transport failure is
+shape live in ``worker.results.fetching``; storage in ``worker.results.storage``.  A refused download
+(policy) or a permanent storage error (missing bucket, access denied) fails at once; a transport
+failure or a transient storage error (5xx, throttling, timeouts, after botocore's own retries) is
 retried with backoff, at most three times.
 """
 

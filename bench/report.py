@@ -108,7 +108,8 @@ def table(rows: list[Row]) -> str:
 def markdown_table(rows: list[Row]) -> str:
     out = ["| measure | figure | value | baseline | ratio | target | pass |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r.measure} | {r.name} | {_fmt(r.figure)} | {_fmt(r.baseline)} | {_fmt(r.ratio)} | "
+        name = r.name.replace("|", "\\|")
+        out.append(f"| {r.measure} | {name} | {_fmt(r.figure)} | {_fmt(r.baseline)} | {_fmt(r.ratio)} | "
                    f"{str(r.target) if r.target else 'report'} | {({True: 'yes', False: 'no', None: '-'})[r.passed]} |")
     return "\n".join(out)
 

@@ -1,6 +1,6 @@
 """The suite-wide secret check: no configured test secret and no job token in any log of the run.
 
-``conftest.pytest_sessionfinish`` runs :func:`leaks` over every ``*.log`` file the run wrote under
+``conftest.pytest_sessionfinish`` runs :func:`leaks` over every ``*.log`` (and ``*.jsonl``) file the run wrote under
 pytest's base temporary folder (the logs of every worker, beat, webhook and simulator process the
 deployments started) and over every log record of the test process itself, whatever tests ran and
 in whatever order; any finding fails the run.
@@ -8,6 +8,7 @@ in whatever order; any finding fails the run.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -21,8 +22,24 @@ SECRETS = (API_KEY, WEBHOOK_SECRET, HMAC_KEY, AWS_SECRET)
 JOB_TOKEN = re.compile(r"token=[0-9a-f]{64}")
 
 
+def _json_values(text: str) -> str:
+    """The string values of every JSON-object line of ``text`` (JSON logs), unescaped, one per line."""
+    values = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                values += [str(v) for v in record.values()]
+    return "\n".join(values)
+
+
 def in_text(text: str) -> list[str]:
-    """What leaks in ``text``: each secret's first characters, and "a job token"."""
+    """What leaks in ``text`` (JSON log lines are also read decoded): each secret's first characters, and
+    "a job token"."""
+    text = text + "\n" + _json_values(text)
     found = [s[:6] + "…" for s in SECRETS if s in text]
     if JOB_TOKEN.search(text):
         found.append("a job token")
@@ -30,9 +47,10 @@ def in_text(text: str) -> list[str]:
 
 
 def leaks(base: Path, process_lines: list[str]) -> dict[str, list[str]]:
-    """``{where: [what]}`` for every log under ``base`` and the test process's own records."""
+    """``{where: [what]}`` for every log (``*.log``; ``*.jsonl``: exported spans) under ``base`` and the test
+    process's own records."""
     problems = {}
-    for path in sorted(base.rglob("*.log")):
+    for path in sorted([*base.rglob("*.log"), *base.rglob("*.jsonl")]):
         found = in_text(path.read_text(errors="replace"))
         if found:
             problems[str(path.relative_to(base))] = found

@@ -5,7 +5,9 @@ first needs it: the defaults are a promise (``add_defaults`` with a callable), b
 ``worker.settings`` and ``worker.celery_conf`` (the safe defaults, shared with producers) plus what
 only workers need: the beat schedule, the task module, the due-queue pump bootstep.  A worker that
 starts with settings undoing the safe defaults logs a warning; one whose result storage cannot work
-(missing bucket, bad credentials) does not start.
+(missing bucket, bad credentials) does not start.  Celery's logging signals hand every handler it sets
+up to ``worker.logs`` (JSON or text, always redacted), and ``task_prerun`` binds each task's job id
+and Celery task id for the records it logs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from celery import Celery, signals
 
 from . import task_names
-from .bootsteps import DuePump
+from .bootsteps import DuePump, MetricsEndpoint
 from .celery_conf import SOFT_SHUTDOWN_S, shared_conf, unsafe_settings
 
 log = logging.getLogger("kie_queue")
@@ -46,6 +48,7 @@ def create_app() -> Celery:
     celery = Celery("kie_queue")
     celery.add_defaults(_defaults)
     celery.steps["worker"].add(DuePump)
+    celery.steps["worker"].add(MetricsEndpoint)
     return celery
 
 
@@ -77,8 +80,47 @@ def _refuse_unusable_storage() -> None:
 
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
-def _redact_logs(logger=None, **_):
-    from .redact import install_log_redaction
+def _setup_logs(logger=None, **_):
+    """Every log handler Celery sets up (worker, beat, task logger): redacted, JSON unless on a terminal."""
+    from .logs import install
     from .settings import settings
 
-    install_log_redaction(settings().secrets(), logger=logger)
+    s = settings()
+    install(logger, s.secrets(), s.log_format)
+
+
+@signals.celeryd_init.connect
+def _json_from_the_start(instance=None, **_):
+    """With JSON logs, a worker's stderr holds nothing else: no start-up banner (many lines of text on
+    stdout; its facts are logged as records: hostname and 'ready.', queues, concurrency), and the warnings
+    Python prints before Celery sets up logging (e.g. "running as root") become JSON records too."""
+    from .logs import early_json
+    from .settings import settings
+
+    s = settings()
+    if early_json(s.secrets(), s.log_format) and instance is not None:
+        instance.quiet = True
+
+
+@signals.worker_process_init.connect
+def _tracing(**_):
+    """OpenTelemetry in each pool process, when configured (the exporters are not fork-safe)."""
+    from .settings import settings
+    from .tracing import setup
+
+    setup(settings(), "kie-queue-worker")
+
+
+@signals.task_prerun.connect
+def _bind_log_context(task_id=None, task=None, args=None, kwargs=None, **_):
+    """The job id and Celery task id of the task about to run, on every record it logs."""
+    from .logs import bind_task
+
+    bind_task(getattr(task, "name", ""), task_id, args, kwargs)
+
+
+@signals.task_postrun.connect
+def _clear_log_context(**_):
+    from .logs import clear
+
+    clear()

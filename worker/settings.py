@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import math
 import os
 import re
@@ -149,12 +150,19 @@ class Settings:
     callback_grace: float = 60.0
     unknown_outcome_grace: float = 120.0
     max_attempts: int = 6
+    generation_retries: int = 2
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     sweep_interval: float = 1.0
     pump_interval: float = 0.05
     download_max_bytes: int = 50 * 1024 * 1024
     webhook_max_body: int = 64 * 1024
+    log_format: str | None = None      # json | text; None: JSON unless stderr is a terminal (worker.logs)
+    metrics_port: int | None = None    # a worker serves the deployment's /metrics on this port too
+    otel: bool = False                 # OpenTelemetry tracing (worker.tracing)
+    otel_jsonl: str | None = None      # also write spans as JSON lines to this file
+    dashboard_bind: str = "127.0.0.1"
+    dashboard_token: str | None = _secret_field()
 
     @property
     def webhook_secret(self) -> str | None:
@@ -163,7 +171,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction (including passwords inside service URLs)."""
-        vals = [self.api_key, self.webhook_hmac_key, *self.webhook_secrets, *self.aws_secrets]
+        vals = [self.api_key, self.webhook_hmac_key, self.dashboard_token, *self.webhook_secrets,
+                *self.aws_secrets]
         for u in (self.redis_url, self.broker_url, self.result_backend):
             password = urllib.parse.urlsplit(u).password if u else None
             if password:
@@ -220,6 +229,14 @@ class Settings:
                 return False
             raise ConfigError(name, f"expected true or false, got {raw!r}")
 
+        def port(name: str) -> int | None:
+            if get(name) is None:
+                return None
+            value = int(number(name, 0, int, 1))
+            if value > 65535:
+                raise ConfigError(name, f"expected a TCP port (1-65535), got {get(name)!r}")
+            return value
+
         def url(name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
             raw = get(name, default)
             if raw is None:
@@ -243,6 +260,14 @@ class Settings:
         queue = get("KIE_QUEUE", "celery")
         if not re.match(r"^[A-Za-z0-9_.:-]{1,200}$", queue):
             raise ConfigError("KIE_QUEUE", f"expected a queue name of letters, digits or _.:-, got {queue!r}")
+        log_format = get("KIE_LOG_FORMAT")
+        if log_format is not None and log_format.lower() not in ("json", "text"):
+            raise ConfigError("KIE_LOG_FORMAT", f"expected json or text, got {log_format!r}")
+        otel_configured = (get("OTEL_TRACES_EXPORTER", "none").lower() != "none"
+                           or get("OTEL_EXPORTER_OTLP_ENDPOINT") is not None or get("KIE_OTEL_JSONL") is not None)
+        otel = flag("KIE_OTEL", otel_configured)
+        if otel and importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ConfigError("KIE_OTEL", "tracing needs the otel extra: pip install 'kie-queue[otel]'")
         allow = tuple(h.strip() for h in (get("KIE_DOWNLOAD_ALLOW_HOSTS") or "").split(",") if h.strip())
         storage, storage_dir = _storage_location(get("KIE_STORAGE_URL"), get("KIE_STORAGE_DIR"))
         presign = number("KIE_STORAGE_PRESIGN_SECONDS", 0, int, 0) or None
@@ -279,13 +304,49 @@ class Settings:
             callback_grace=number("KIE_CALLBACK_GRACE", 60.0, float, 0),
             unknown_outcome_grace=number("KIE_UNKNOWN_OUTCOME_GRACE", 120.0, float, 0),
             max_attempts=int(number("KIE_MAX_ATTEMPTS", 6, int, 1)),
+            generation_retries=_at_most("KIE_GENERATION_RETRIES", int(number("KIE_GENERATION_RETRIES", 2, int, 0)),
+                                        MAX_GENERATION_RETRIES),
             backoff_base=number("KIE_BACKOFF_BASE", 1.0, float, 0.01),
             backoff_cap=number("KIE_BACKOFF_CAP", 60.0, float, 0.01),
             sweep_interval=number("KIE_SWEEP_INTERVAL", 1.0, float, 0.1),
             pump_interval=number("KIE_PUMP_INTERVAL", 0.05, float, 0.01),
             download_max_bytes=int(number("KIE_DOWNLOAD_MAX_BYTES", 50 * 1024 * 1024, int, 1)),
             webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
+            log_format=log_format.lower() if log_format else None,
+            otel=otel,
+            metrics_port=port("KIE_METRICS_PORT"),
+            otel_jsonl=get("KIE_OTEL_JSONL"),
+            dashboard_bind=_bind_address(get("KIE_DASHBOARD_BIND", "127.0.0.1")),
+            dashboard_token=_dashboard_token(get("KIE_DASHBOARD_TOKEN")),
         )
+
+
+def _bind_address(raw: str) -> str:
+    import ipaddress
+    try:
+        return str(ipaddress.ip_address(raw.strip().strip("[]")))
+    except ValueError:
+        raise ConfigError("KIE_DASHBOARD_BIND", f"expected an IP address to listen on (127.0.0.1, 0.0.0.0, ::1), "
+                                                f"got {raw!r}") from None
+
+
+def _dashboard_token(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if len(raw) < 16:
+        raise ConfigError("KIE_DASHBOARD_TOKEN", f"must be at least 16 characters (got {len(raw)}); "
+                                                 "use a long random value, e.g. `openssl rand -hex 24`")
+    return raw
+
+
+MAX_GENERATION_RETRIES = 10
+"""Upper bound of ``KIE_GENERATION_RETRIES`` (each re-generation is a new upstream task)."""
+
+
+def _at_most(name: str, value, maximum):
+    if value > maximum:
+        raise ConfigError(name, f"must be at most {maximum}, got {value!r}")
+    return value
 
 
 def _storage_location(url_value: str | None, dir_value: str | None) -> tuple[StorageLocation, str | None]:

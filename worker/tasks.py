@@ -2,7 +2,7 @@
 
 Public (other services ``send_task`` these by name):
 
-* ``kie.generate(input, model="google/nano-banana", job_id=None, timeout=None)``
+* ``kie.generate(input, model="google/nano-banana", job_id=None, timeout=None, retry_failed=False)``
 * ``kie.download(result)``
 
 Internal (sent by the project itself): ``kie.submit`` (a due createTask attempt), ``kie.check``
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from . import task_names
+from . import task_names, tracing
 from .celery_app import app
 from .errors import InvalidInput
 from .jobs import checking, completion, parking, submission
@@ -33,19 +33,23 @@ log = logging.getLogger("kie_queue.tasks")
 
 @app.task(name=task_names.GENERATE, bind=True)
 def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = None,
-             timeout: float | None = None, allow_unknown_model: bool = False):
-    """Submit one generation; the chain continues with the result dict when kie.ai has finished it."""
+             timeout: float | None = None, allow_unknown_model: bool = False, retry_failed: bool = False):
+    """Submit one generation; the chain continues with the result dict when kie.ai has finished it.
+
+    A ``job_id`` used before returns that job's outcome (a success always as is); with
+    ``retry_failed=True`` a failed, timed-out or cancelled job is run again (a new upstream task).
+    The same ``job_id`` with a different model or input is ``InvalidInput`` (field ``job_id``)."""
     rt = runtime()
     store = rt.store
     try:
-        cleaned = check_arguments(input, model, job_id, timeout, allow_unknown_model)
+        cleaned = check_arguments(input, model, job_id, timeout, allow_unknown_model, retry_failed=retry_failed)
     except InvalidInput as exc:
         if valid_job_id(job_id):
             store.reject(job_id, model=str(model), error=exc.message)
         store.incr("jobs_rejected")
         raise
     job_id = job_id or self.request.id
-    parked = parking.capture(self.request)
+    parked = tracing.carry(parking.capture(self.request))
     if store.waiter_done(job_id, self.request.id):
         # A redelivery of a call already finished: restore its final state, run nothing.
         completion.repair_waiter(rt, app, job_id, parked)
@@ -53,7 +57,10 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
     parking.mark_submitted(self, job_id)
     state, created, _ = store.accept(
         job_id, model=model, input=cleaned, timeout=float(timeout or rt.settings.job_timeout),
-        waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS)
+        waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS, retry_failed=retry_failed)
+    if state == "conflict":
+        store.incr("job_id_conflicts")
+        raise InvalidInput({"job_id": ["already used with a different input"]}, model, job_id)
     if created:
         store.incr("jobs_accepted")
         submission.attempt(rt, app, job_id)

@@ -33,7 +33,7 @@ def test_a_poll_before_the_task_finished_schedules_the_next_one(system):
     assert system.store.get(job_id)["state"] == JobState.SUBMITTED
     due = system.rt.redis.zscore(system.store.keys.due_check, job_id)
     assert due is not None                               # the next poll is planned
-    assert system.store.counters()["polls"] == 1
+    assert system.store.metrics.snapshot().value("kie_polls_total") == 1
 
 
 def test_a_poll_after_success_completes_the_job_and_resumes_the_waiter(system):
@@ -78,7 +78,7 @@ def test_a_callback_naming_another_jobs_task_is_ignored(system):
                                                      "result_urls": ["http://127.0.0.1:9/evil.png"]})
     assert checking.from_callback(system.rt, system.app, job_id) == "mismatch"
     assert system.store.get(job_id)["state"] == JobState.SUBMITTED
-    assert system.store.counters()["callbacks_task_mismatch"] == 1
+    assert system.store.metrics.snapshot().value("kie_callback_checks_failed_total", "task_mismatch") == 1
 
 
 def test_a_callback_is_verified_against_record_info_before_it_completes_the_job(system):

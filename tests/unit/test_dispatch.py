@@ -63,7 +63,7 @@ def test_reclaim_frees_the_slots_of_finished_and_vanished_jobs_only(system):
     system.rt.redis.delete(system.store.keys.job(gone))
     assert sweeping.reclaim_slots(system.rt) == 2
     assert system.rt.limiter.in_flight_jobs() == [live]
-    assert system.store.counters()["slots_reclaimed"] == 2
+    assert system.store.metrics.snapshot().value("kie_slots_reclaimed_total") == 2
 
 
 def test_sweep_lifts_a_credit_pause_once_kie_ai_reports_credits(system):

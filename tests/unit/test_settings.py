@@ -197,6 +197,7 @@ def test_rate_limit_malformed_names_variable_and_value(raw):
     ("KIE_CALLBACK_GRACE", "-1"),
     ("KIE_UNKNOWN_OUTCOME_GRACE", "-0.1"),
     ("KIE_MAX_ATTEMPTS", "0"),
+    ("KIE_GENERATION_RETRIES", "-1"),
     ("KIE_BACKOFF_BASE", "0"),
     ("KIE_BACKOFF_CAP", "0.001"),
     ("KIE_SWEEP_INTERVAL", "0.01"),
@@ -213,6 +214,7 @@ def test_numbers_below_minimum(name, raw):
     ("KIE_MAX_IN_FLIGHT", "ten"),
     ("KIE_MAX_IN_FLIGHT", "1.5"),
     ("KIE_MAX_ATTEMPTS", "3.0"),
+    ("KIE_GENERATION_RETRIES", "two"),
     ("KIE_JOB_TIMEOUT", "15m"),
     ("KIE_HTTP_TIMEOUT", "abc"),
 ])
@@ -220,6 +222,14 @@ def test_numbers_not_numbers(name, raw):
     err = config_error(**{name: raw})
     assert err.variable == name
     assert repr(raw) in str(err)
+
+
+def test_generation_retries_default_bounds():
+    assert from_env().generation_retries == 2
+    assert from_env(KIE_GENERATION_RETRIES="0").generation_retries == 0
+    assert from_env(KIE_GENERATION_RETRIES="10").generation_retries == 10
+    err = config_error(KIE_GENERATION_RETRIES="11")
+    assert err.variable == "KIE_GENERATION_RETRIES" and "at most 10" in str(err) and "11" in str(err)
 
 
 def test_minimum_values_are_accepted():
@@ -365,6 +375,21 @@ def test_settings_is_frozen():
     with pytest.raises(Exception):
         s.max_in_flight = 5  # type: ignore[misc]
     assert not math.isnan(s.job_timeout)
+
+
+def test_log_format():
+    assert from_env().log_format is None                         # JSON unless stderr is a terminal
+    assert from_env(KIE_LOG_FORMAT="json").log_format == "json"
+    assert from_env(KIE_LOG_FORMAT=" Text ").log_format == "text"
+    err = config_error(KIE_LOG_FORMAT="yaml")
+    assert err.variable == "KIE_LOG_FORMAT" and "expected json or text, got 'yaml'" in str(err)
+
+
+def test_metrics_port():
+    assert from_env().metrics_port is None
+    assert from_env(KIE_METRICS_PORT="9108").metrics_port == 9108
+    assert config_error(KIE_METRICS_PORT="70000").variable == "KIE_METRICS_PORT"
+    assert config_error(KIE_METRICS_PORT="http").variable == "KIE_METRICS_PORT"
 
 
 # -- storage ------------------------------------------------------------------------------------

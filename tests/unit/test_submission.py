@@ -38,7 +38,7 @@ def test_429_cools_every_worker_down_and_keeps_the_job_waiting_without_spending_
     job = system.store.get(job_id)
     assert job["state"] == JobState.ACCEPTED and int(job.get("errors") or 0) == 0
     assert job["wait_reason"] == "429"
-    assert system.store.counters()["upstream_429"] == 1
+    assert system.store.metrics.snapshot().value("kie_upstream_429_total") == 1
     # another job now waits for the shared cool-down instead of hitting kie.ai
     other = system.accept("polite")
     assert submission.attempt(system.rt, system.app, other) == "waiting:cooldown"
@@ -99,7 +99,7 @@ def test_a_create_that_times_out_after_sending_is_an_unknown_outcome_not_a_retry
     # still "submitting" (a create was sent and may exist), waiting in the due queue for the grace period
     assert job["state"] == JobState.SUBMITTING and job["wait_reason"] == "unknown"
     assert int(job["unknown_outcomes"]) == 1 and int(job["errors"]) == 1
-    assert system.store.counters()["creates_unknown_outcome"] == 1
+    assert system.store.metrics.snapshot().value("kie_creates_unknown_outcome_total") == 1
 
 
 def test_the_policy_table_sends_each_error_to_its_handler():

@@ -23,9 +23,12 @@ def valid_job_id(job_id) -> bool:
     return isinstance(job_id, str) and bool(_JOB_ID.match(job_id))
 
 
-def check_arguments(input, model, job_id, timeout, allow_unknown_model: bool = False) -> dict:
+def check_arguments(input, model, job_id, timeout, allow_unknown_model: bool = False, *,
+                    retry_failed: bool = False) -> dict:
     """Return the cleaned ``input``; raise ``InvalidInput`` naming every bad argument."""
     errors = {}
+    if not isinstance(retry_failed, bool):
+        errors["retry_failed"] = [f"must be true or false, got {retry_failed!r}"]
     if not isinstance(model, str) or not model:
         errors["model"] = [f"must be a non-empty string, got {model!r}"]
     if job_id is not None and not valid_job_id(job_id):

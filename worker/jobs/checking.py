@@ -19,10 +19,11 @@ import time
 
 from ..errors import KieQueueError, NotFound
 from ..kie.schemas import Outcome
+from ..logs import bind as bind_log
 from ..store.records import ADOPTABLE, FOREIGN, task_relation
 from ..store.states import FINISHED, TERMINAL, JobState
 from ..tokens import callback_path
-from . import completion
+from . import completion, regeneration
 from .timing import RETRY_CHECK_S, first_check_delay, poll_delay
 
 log = logging.getLogger("kie_queue.checking")
@@ -39,6 +40,7 @@ def check(rt, app, job_id: str) -> str:
         return job["state"]
     if job["state"] != JobState.SUBMITTED:
         return job["state"]
+    bind_log(upstream_task_id=job.get("task_id"))
     now = time.time()
     deadline = int(job["deadline"]) / 1000.0
     try:
@@ -49,7 +51,8 @@ def check(rt, app, job_id: str) -> str:
             return "timed_out"
         store.incr("poll_errors")
         log.info("job %s: status check failed (%s); again in %.0f s", job_id, exc, RETRY_CHECK_S)
-        store.reschedule_check(job_id, int(min(RETRY_CHECK_S, max(0.0, deadline - now)) * 1000))
+        store.reschedule_check(job_id, int(min(RETRY_CHECK_S, max(0.0, deadline - now)) * 1000),
+                               event="poll_failed", detail=exc.message)
         return "error"
     store.incr("polls")
     if outcome.terminal:
@@ -58,7 +61,8 @@ def check(rt, app, job_id: str) -> str:
         completion.time_out(rt, app, job_id)
         return "timed_out"
     age = now - int(job["submitted_at"]) / 1000.0
-    store.reschedule_check(job_id, int(min(poll_delay(age), max(0.0, deadline - now)) * 1000 + 1))
+    store.reschedule_check(job_id, int(min(poll_delay(age), max(0.0, deadline - now)) * 1000 + 1),
+                           event="poll", detail=f"task {outcome.task_id} {outcome.state}")
     return "pending"
 
 
@@ -75,9 +79,10 @@ def from_callback(rt, app, job_id: str) -> str:
     if not raw:
         return "no-callback"
     reported = Outcome.from_dict(json.loads(raw))
+    bind_log(upstream_task_id=reported.task_id)
     relation = task_relation(job, reported.task_id)
     if relation == FOREIGN:
-        store.incr("callbacks_task_mismatch")
+        store.incr("check_task_mismatch")
         log.warning("job %s: callback names task %s, not one of the job's tasks; ignored", job_id, reported.task_id)
         return "mismatch"
     adopting = relation == ADOPTABLE
@@ -85,7 +90,7 @@ def from_callback(rt, app, job_id: str) -> str:
         try:
             outcome = rt.client.record_info(reported.task_id)
         except NotFound:
-            store.incr("callbacks_unknown_task")
+            store.incr("check_unknown_task")
             log.warning("job %s: callback names task %s, which kie.ai does not know; ignored", job_id,
                         reported.task_id)
             return "unknown-task"
@@ -93,10 +98,11 @@ def from_callback(rt, app, job_id: str) -> str:
             if adopting:
                 return "retry"          # the task cannot be adopted unconfirmed: the caller retries
             log.info("job %s: could not confirm callback (%s); the sweep will poll", job_id, exc)
-            store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000))
+            store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000), event="callback_unconfirmed",
+                                   detail=exc.message)
             return "unconfirmed"
         if adopting and not created_for(outcome, job_id):
-            store.incr("callbacks_foreign_task")
+            store.incr("check_foreign_task")
             log.warning("job %s: callback names task %s, which was not created for this job; ignored", job_id,
                         reported.task_id)
             return "foreign-task"
@@ -105,7 +111,7 @@ def from_callback(rt, app, job_id: str) -> str:
             outcome = dataclasses.replace(outcome, credits=reported.credits,
                                           remained_credits=reported.remained_credits)
         if outcome.terminal and outcome.state != reported.state:
-            store.incr("callbacks_contradicted")
+            store.incr("check_contradicted")
             log.warning("job %s: callback said %s but recordInfo says %s; trusting recordInfo",
                         job_id, reported.state, outcome.state)
     else:
@@ -137,6 +143,8 @@ def _complete(rt, app, job_id: str, outcome) -> str:
     if outcome.succeeded:
         completion.succeed(rt, app, job_id, outcome)
         return "succeeded"
+    if regeneration.maybe_regenerate(rt, app, job_id, outcome):
+        return "regenerating"
     completion.fail(rt, app, job_id, fail_code=outcome.fail_code, fail_msg=outcome.fail_msg or "generation failed",
                     task_id=outcome.task_id)
     return "failed"

@@ -41,6 +41,7 @@ import uuid
 from ..errors import (InsufficientCredits, MalformedResponse, RateLimited, RetryableUpstreamError,
                       TransportError, UpstreamError)
 from ..kie.schemas import build_create_body
+from ..logs import bind as bind_log
 from ..tokens import callback_url
 from . import completion
 from .timing import (CLAIM_LEASE_MS, COOLDOWN_DEFAULT_S, CREDIT_PAUSE_S, backoff, first_check_delay, jittered,
@@ -83,9 +84,12 @@ def attempt(rt, app, job_id: str) -> str:
 
     cb = callback_url(s.callback_url, job_id, s.webhook_secret) if s.callback_url else None
     body = build_create_body(job["model"], json.loads(job["input"]), cb)
-    if store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s)) == 0:
+    sending = store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s))
+    if sending == 0:
         rt.limiter.release(job_id)
         return "lost-claim"
+    if sending == 1:
+        store.metrics.since("kie_limiter_wait_seconds", job.get("created_at"))
     store.incr("creates_sent")
     now = Attempt(rt, app, job_id, job, token, member)
     try:
@@ -100,11 +104,17 @@ def attempt(rt, app, job_id: str) -> str:
 def _submitted(a: Attempt, task_id: str) -> str:
     rt, s = a.rt, a.rt.settings
     rt.limiter.confirm(a.member)
+    rt.store.incr("creates_accepted")
+    bind_log(upstream_task_id=task_id)
     recorded = rt.store.record_task(a.job_id, task_id, first_check_ms=int(first_check_delay(s) * 1000),
                                     timeout_ms=int(float(a.job["timeout"]) * 1000), source="create")
     if recorded == "duplicate":
         rt.store.incr("duplicate_tasks")
         log.warning("job %s: upstream task %s is a duplicate of an earlier one (billed twice)", a.job_id, task_id)
+    elif recorded == "cancelled":
+        rt.limiter.release(a.job_id)
+        log.info("job %s was cancelled while its create was in flight; task %s is ignored", a.job_id, task_id)
+        return "cancelled"
     return "submitted"
 
 

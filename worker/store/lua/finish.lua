@@ -1,4 +1,4 @@
--- KEYS: 1 job, 2 due_submit, 3 due_check
+-- KEYS: 1 job, 2 due_submit, 3 due_check, 4 timeline
 -- ARGV: 1 job_id, 2 final_state, 3 outcome_json, 4 error ('' = none)
 -- Moves the job to a terminal state exactly once.  Returns 1 if this call did it, 0 if it already was.
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -9,4 +9,5 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[4]) end
 redis.call('HDEL', KEYS[1], 'claim', 'claimed_until', 'sending_at', 'wait_reason')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+event(KEYS[4], 'finished', ARGV[2] .. ((ARGV[4] ~= '' and (': ' .. ARGV[4])) or ''))
 return 1

@@ -73,3 +73,48 @@ def unsafe_settings(conf) -> list[str]:
     if str(conf.get("broker_url", "")).startswith(("redis", "rediss")) and vt is not None and vt < 300:
         bad.append("broker_transport_options.visibility_timeout")
     return bad
+
+
+# -- routine log lines ---------------------------------------------------------------------------
+# Celery logs every task's "received" / "succeeded" at INFO, beat every "Sending due task", and a task
+# that raised Ignore as "Task ...[id] ignored".  Here beat sends kie.sweep every second and every
+# kie.generate parks its chain with Ignore, so those lines are noise (and "ignored" reads like an
+# error): they are demoted to DEBUG.  The sweep logs its own INFO line when it handed something out,
+# and kie.generate logs "parked: waiting for kie.ai".
+_ROUTINE_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+class RoutineLogFilter:
+    """A ``logging`` filter: Celery's routine INFO records about the sweep and parked jobs become DEBUG."""
+
+    def filter(self, record) -> bool:
+        import logging
+
+        from . import task_names
+
+        if record.levelno != logging.INFO:
+            return True
+        args = record.args
+        if record.name == "celery.beat":
+            routine = isinstance(args, tuple) and len(args) == 2 and args[1] == task_names.SWEEP
+        elif isinstance(args, dict):
+            name = args.get("name")
+            routine = name == task_names.SWEEP or (name == task_names.GENERATE and args.get("description") == "ignored")
+        else:
+            routine = False
+        if not routine:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def quiet_routine_logs() -> None:
+    """Install :class:`RoutineLogFilter` on Celery's task, strategy and beat loggers (idempotent)."""
+    import logging
+
+    for name in _ROUTINE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RoutineLogFilter) for f in logger.filters):
+            logger.addFilter(RoutineLogFilter())

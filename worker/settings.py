@@ -190,6 +190,16 @@ class Settings:
             shown.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(shown)})"
 
+    def dashboard_exposure_problem(self) -> ConfigError | None:
+        """Why the dashboard must not start with these settings (bound to a non-loopback address without
+        ``KIE_DASHBOARD_TOKEN``), or None."""
+        import ipaddress
+        if ipaddress.ip_address(self.dashboard_bind).is_loopback or self.dashboard_token:
+            return None
+        return ConfigError("KIE_DASHBOARD_TOKEN", f"is required when the dashboard listens on {self.dashboard_bind} "
+                                                  "(not a loopback address): set a long random token, or bind "
+                                                  "KIE_DASHBOARD_BIND=127.0.0.1")
+
     def require_api_key(self) -> str:
         if not self.api_key:
             raise ConfigError("KIE_API_KEY", "is required to submit jobs (set it to your kie.ai API key)")

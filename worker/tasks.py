@@ -68,6 +68,10 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
         completion.finish_waiters(rt, app, job_id)
     elif state == JobState.ACCEPTED:
         submission.attempt(rt, app, job_id)
+    if state in FINISHED and not created:
+        log.info("job %s already %s: the chain goes on with its stored outcome", job_id, state)
+    else:
+        log.info("job %s parked: waiting for kie.ai (the chain resumes when the job finishes)", job_id)
     raise parking.stop()
 
 

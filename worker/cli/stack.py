@@ -142,6 +142,14 @@ class Stack:
         wait_for(lambda: _http_ok(url + "/healthz"), 30, "webhook", proc=proc, log_path=log)
         return url
 
+    def start_dashboard(self, port: int | None = None) -> str:
+        """The Procfile's ``dashboard`` process: gunicorn serving ``dashboard:create_app()`` on loopback."""
+        port = port or free_port()
+        proc, log = self.spawn("dashboard", dashboard_command(port, "127.0.0.1"))
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _http_ok(url + "/login"), 30, "dashboard", proc=proc, log_path=log)
+        return url
+
     def start_worker(self, name: str = "w1", concurrency: int = 2, env: dict | None = None,
                      wait: bool = True) -> subprocess.Popen:
         """The Procfile's ``worker`` process."""
@@ -167,6 +175,14 @@ class Stack:
     def log_of(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def dashboard_command(port: int, bind: str) -> list[str]:
+    """The Procfile's ``dashboard`` line as an argument list (one worker process, threads)."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    host = f"[{bind}]" if ":" in bind else bind
+    return [gunicorn, "--bind", f"{host}:{port}", "--workers", "1", "--threads", "8", "--timeout", "30",
+            "dashboard:create_app()"]
 
 
 def _http_ok(url: str) -> bool:

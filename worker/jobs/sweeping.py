@@ -28,6 +28,8 @@ def sweep(rt, app) -> dict:
     if rt.redis.set(rt.store.keys.sweep_reclaim, "1", nx=True, ex=int(RECLAIM_EVERY_S)):
         reclaimed = reclaim_slots(rt)
         _maybe_lift_credit_pause(rt)
+    if submits or checks:
+        log.info("sweep handed out %d submissions and %d status checks", submits, checks)
     return {"submits": submits, "checks": checks, "reclaimed": reclaimed}
 
 

@@ -141,7 +141,8 @@ def callback(job_id: str):
         return _answer(200, status="ignored", detail="job already finished")
     with tracing.job_span("kie.callback", _traced_waiter(store, job_id), **{"kie.job_id": job_id,
                                                                             "kie.task_id": outcome.task_id}):
-        kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
+        # ignore_result: nothing waits on kie.complete, and a result subscription costs Redis round trips
+        kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue, ignore_result=True)
     _count("accepted")
     _observe_delay(outcome.complete_time)
     log.info("callback for job %s recorded (delivery %d); kie.complete sent", job_id, deliveries,

@@ -7,7 +7,9 @@ Public (other services ``send_task`` these by name):
 
 Internal (sent by the project itself): ``kie.submit`` (a due createTask attempt), ``kie.check``
 (a due status poll), ``kie.complete`` (a callback was recorded), ``kie.sweep`` (beat, every second:
-hands due jobs to workers).  Each is safe to run twice.  The logic lives in ``worker.jobs`` and
+hands due jobs to workers).  Each is safe to run twice.  Nobody waits on the internal tasks, so they
+store no result (``ignore_result``: no result key kept for a week per message, no result
+subscription by whoever sends them).  The logic lives in ``worker.jobs`` and
 ``worker.results``; each task passes it the process's runtime and this app.
 """
 
@@ -74,19 +76,19 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
     raise parking.stop()
 
 
-@app.task(name=task_names.SUBMIT)
+@app.task(name=task_names.SUBMIT, ignore_result=True)
 def submit(job_id: str):
     """A due createTask attempt (handed out by a worker's due-queue pump or beat's sweep)."""
     return submission.attempt(runtime(), app, job_id)
 
 
-@app.task(name=task_names.CHECK)
+@app.task(name=task_names.CHECK, ignore_result=True)
 def check(job_id: str):
     """A due status check of a submitted job (sent by the sweep)."""
     return checking.check(runtime(), app, job_id)
 
 
-@app.task(name=task_names.COMPLETE, bind=True, max_retries=5)
+@app.task(name=task_names.COMPLETE, bind=True, max_retries=5, ignore_result=True)
 def complete(self, job_id: str):
     """A callback for ``job_id`` was recorded by the webhook."""
     verdict = checking.from_callback(runtime(), app, job_id)

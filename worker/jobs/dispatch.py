@@ -23,7 +23,8 @@ def hand_out(rt, app, which: str) -> int:
     name, lease_ms = _QUEUES[which]
     due = rt.store.claim_due(which, horizon_ms=0, lease_ms=lease_ms)
     for job_id, _ in due:
-        app.send_task(name, args=[job_id], queue=rt.settings.queue)
+        # ignore_result: nobody waits on it, so the sender subscribes to no result channel
+        app.send_task(name, args=[job_id], queue=rt.settings.queue, ignore_result=True)
     return len(due)
 
 

@@ -32,6 +32,12 @@ from .scripts import Scripts
 from .states import TERMINAL, JobState
 
 
+def _compact(value) -> str:
+    """JSON without the spaces after separators: a parked chain is most of a job's memory in Redis.
+    (Not for the input: its stored text is compared when a job id comes again, see canonical_input.)"""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _decode(value):
     return value.decode() if isinstance(value, bytes) else value
 
@@ -130,7 +136,7 @@ class JobStore:
             "accept", "accept",
             keys=[k.job(job_id), k.waiters(job_id), k.due_submit, k.jobs, k.timeline(job_id), k.due_check,
                   k.due_resume],
-            args=[job_id, model, canonical_input(input), timeout, waiter_id, json.dumps(waiter),
+            args=[job_id, model, canonical_input(input), timeout, waiter_id, _compact(waiter),
                   first_claim_ms, int(bool(retry_failed)), RESUME_LEASE_MS])
         return _decode(state), bool(created), bool(added)
 

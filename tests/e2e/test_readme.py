@@ -152,7 +152,7 @@ def _ok(url: str) -> bool:
 
 
 def test_run_the_processes_yourself_works_when_pasted(tmp_path):
-    [block] = readme_blocks("## Run the processes yourself", "sh")
+    [block] = readme_blocks("### Run the processes yourself", "sh")
     assert "deploy/local.env.example" in block
     name = secrets.token_hex(4)
     sim_port, web_port = free_port(), free_port()

@@ -40,12 +40,9 @@ def run(ctx: Context):
     r = redis.Redis.from_url(ctx.redis_url)
     try:
         with Stack(workdir, env) as stack:
-            sim = support.start_sim(stack, "--duration", "1", "--duration-jitter", "0.5", "--rate-limit", "off",
-                                    "--small-images", "--hmac-key", support.HMAC_KEY)
-            stack.env["KIE_BASE_URL"] = sim
-            support.start_web(stack, "bench.webapp:create_app()", port)
-            support.start_kq_worker(stack, queue, concurrency=4)
-            stack.start_beat()
+            support.start_deployment(stack, queue, port, "--duration", "1", "--duration-jitter", "0.5",
+                                     "--rate-limit", "off", "--small-images", "--hmac-key", support.HMAC_KEY,
+                                     web_app="bench.webapp:create_app()")
             time.sleep(1.0)
             p = support.producer(ctx.redis_url, queue)
             t_start = time.monotonic()
@@ -99,17 +96,13 @@ def _pace(t_start: float, i: int) -> None:
 
 
 def plot(data, plots_dir):
-    from .plots import cdf, pyplot, save
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    from .plots import cdf, figure, finish
+    fig, ax = figure()
     cdf(ax, data["kie-queue"], "callback received -> first chain task starts (kie-queue)")
     cdf(ax, data["baseline"], "apply_async -> the same task starts (baseline)")
     ax.set_xscale("log")
-    ax.set_xlabel("latency (ms, log scale)")
-    ax.set_ylabel("fraction of jobs")
-    ax.set_title("Callback -> chain latency CDF")
-    ax.legend(fontsize=8)
-    return [save(fig, plots_dir / "chain_latency_cdf.png")]
+    return [finish(fig, ax, plots_dir / "chain_latency_cdf.png", xlabel="latency (ms, log scale)",
+                   ylabel="fraction of jobs", title="Callback -> chain latency CDF")]
 
 
 if __name__ == "__main__":

@@ -52,9 +52,8 @@ def run(ctx: Context):
 
 
 def plot(data, plots_dir):
-    from .plots import pyplot, save
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    from .plots import counts, figure, finish
+    fig, ax = figure((8, 4.5))
     longest = 0.0
     for label, times in data["series"].items():
         if not times:
@@ -62,7 +61,7 @@ def plot(data, plots_dir):
         t0 = times[0]
         xs = [t - t0 for t in times]
         longest = max(longest, xs[-1])
-        ax.step(xs, range(1, len(xs) + 1), where="post", label=label)
+        counts(ax, xs, label)
     w, limit = data["window"], data["limit"]
     k = int(longest // w) + 2
     ex, ey = [], []
@@ -70,11 +69,8 @@ def plot(data, plots_dir):
         ex += [i * w, (i + 1) * w]
         ey += [(i + 1) * limit, (i + 1) * limit]
     ax.plot(ex, ey, "k--", linewidth=1, label=f"envelope: {limit} in any {w:g} s (best schedule)")
-    ax.set_xlabel("seconds since the first accepted create")
-    ax.set_ylabel("accepted creates")
-    ax.set_title("Creates over time against the limit's envelope")
-    ax.legend(fontsize=8)
-    return [save(fig, plots_dir / "limiter_creates.png")]
+    return [finish(fig, ax, plots_dir / "limiter_creates.png", xlabel="seconds since the first accepted create",
+                   ylabel="accepted creates", title="Creates over time against the limit's envelope")]
 
 
 if __name__ == "__main__":

@@ -49,12 +49,8 @@ def run(ctx: Context):
     r = redis.Redis.from_url(ctx.redis_url)
     try:
         with Stack(workdir, env) as stack:
-            sim = support.start_sim(stack, "--duration", "0", "--rate-limit", "off", "--small-images",
-                                    "--hmac-key", support.HMAC_KEY)
-            stack.env["KIE_BASE_URL"] = sim
-            support.start_web(stack, "webhook:create_app()", port)
-            support.start_kq_worker(stack, queue, concurrency=4)
-            stack.start_beat()
+            support.start_deployment(stack, queue, port, "--duration", "0", "--rate-limit", "off",
+                                     "--small-images", "--hmac-key", support.HMAC_KEY)
             time.sleep(1.0)
             p = support.producer(ctx.redis_url, queue)
             noop, mark = p.signature("bench.noop", queue=queue), p.signature("bench.mark", queue=queue)
@@ -83,17 +79,12 @@ def run(ctx: Context):
 
 
 def plot(data, plots_dir):
-    from .plots import pyplot, save
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, xs in (("generate | noop | noop (kie-queue)", data["kie-queue"]),
-                      ("noop | noop | noop (plain Celery)", data["baseline"])):
-        ax.step(xs, range(1, len(xs) + 1), where="post", label=label)
-    ax.set_xlabel("seconds since the batch was enqueued")
-    ax.set_ylabel("chains finished")
-    ax.set_title("End-to-end overhead: chains finished over time")
-    ax.legend(fontsize=8)
-    return [save(fig, plots_dir / "overhead_finished.png")]
+    from .plots import counts, figure, finish
+    fig, ax = figure()
+    counts(ax, data["kie-queue"], "generate | noop | noop (kie-queue)")
+    counts(ax, data["baseline"], "noop | noop | noop (plain Celery)")
+    return [finish(fig, ax, plots_dir / "overhead_finished.png", xlabel="seconds since the batch was enqueued",
+                   ylabel="chains finished", title="End-to-end overhead: chains finished over time")]
 
 
 if __name__ == "__main__":

@@ -12,6 +12,25 @@ def pyplot():
     return plt
 
 
+def figure(figsize=(7, 4)):
+    """A new figure with one axes: ``(fig, ax)``."""
+    return pyplot().subplots(figsize=figsize)
+
+
+def finish(fig, ax, path: Path, *, xlabel: str, ylabel: str, title: str) -> Path:
+    """Label the axes, add the legend, and save the figure to ``path``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def counts(ax, times, label):
+    """A step line: how many events happened by each time (``times`` sorted)."""
+    ax.step(times, range(1, len(times) + 1), where="post", label=label)
+
+
 def cdf(ax, values, label):
     xs = sorted(values)
     if not xs:

@@ -129,12 +129,8 @@ def run(ctx: Context):
                                         callbacks_port=port, BENCH_MARK_KEY=mark_key, KIE_RATE_LIMIT="100000/1s",
                                         KIE_MAX_IN_FLIGHT="100000"))
         stack.env["BENCH_REDIS"] = ctx.redis_url
-        sim = support.start_sim(stack, "--duration", "1", "--rate-limit", "off", "--small-images",
-                                "--hmac-key", support.HMAC_KEY)
-        stack.env["KIE_BASE_URL"] = sim
-        support.start_web(stack, "webhook:create_app()", port)
-        support.start_kq_worker(stack, queue, concurrency=4)
-        stack.start_beat()
+        support.start_deployment(stack, queue, port, "--duration", "1", "--rate-limit", "off",
+                                 "--small-images", "--hmac-key", support.HMAC_KEY)
         store_r, broker_r = redis.Redis.from_url(store_url), redis.Redis.from_url(broker_url)
         taps = [CommandTap(store_url), CommandTap(broker_url)]
         p = support.producer(broker_url, queue)

@@ -86,9 +86,10 @@ def start_sim(stack: Stack, *args: str) -> str:
     return stack.start_sim("--api-key", API_KEY, "--quiet", *args)
 
 
-def start_celery(stack: Stack, name: str, app: str, queue: str, concurrency: int, *extra: str) -> None:
+def start_celery(stack: Stack, name: str, app: str, queue: str, concurrency: int, *extra: str,
+                 loglevel: str = "WARNING") -> None:
     """A ``celery -A <app> worker`` consuming ``queue``; returns when it is ready."""
-    proc, log = stack.spawn(name, [CELERY_BIN, "-A", app, "worker", "--loglevel", "WARNING", "--concurrency",
+    proc, log = stack.spawn(name, [CELERY_BIN, "-A", app, "worker", "--loglevel", loglevel, "--concurrency",
                                    str(concurrency), "-Q", queue, "--hostname",
                                    f"{name}-{secrets.token_hex(3)}@{socket.gethostname()}", "--without-gossip",
                                    "--without-mingle", *extra])
@@ -101,19 +102,24 @@ def _ready(stack: Stack, name: str) -> bool:
 
 def start_kq_worker(stack: Stack, queue: str, concurrency: int = 4, name: str = "kq") -> None:
     """The project's worker (instrumented: ``bench.kq_app``).  Logs at INFO so readiness shows."""
-    proc, log = stack.spawn(name, [CELERY_BIN, "-A", "bench.kq_app", "worker", "--loglevel", "INFO",
-                                   "--concurrency", str(concurrency), "-Q", queue, "--hostname",
-                                   f"{name}-{secrets.token_hex(3)}@{socket.gethostname()}", "--without-gossip",
-                                   "--without-mingle"])
-    wait_for(lambda: _ready(stack, name), 90, f"worker {name}", interval=0.1, proc=proc, log_path=log)
+    start_celery(stack, name, "bench.kq_app", queue, concurrency, loglevel="INFO")
 
 
 def start_baseline_worker(stack: Stack, queue: str, concurrency: int = 4, name: str = "base") -> None:
-    proc, log = stack.spawn(name, [CELERY_BIN, "-A", "bench.celery_baseline", "worker", "--loglevel", "INFO",
-                                   "--concurrency", str(concurrency), "-Q", queue, "--hostname",
-                                   f"{name}-{secrets.token_hex(3)}@{socket.gethostname()}", "--without-gossip",
-                                   "--without-mingle"])
-    wait_for(lambda: _ready(stack, name), 90, f"worker {name}", interval=0.1, proc=proc, log_path=log)
+    """The baselines' plain Celery worker (``bench.celery_baseline``)."""
+    start_celery(stack, name, "bench.celery_baseline", queue, concurrency, loglevel="INFO")
+
+
+def start_deployment(stack: Stack, queue: str, port: int, *sim_args: str, web_app: str = "webhook:create_app()",
+                     concurrency: int = 4) -> str:
+    """The simulator (with ``sim_args``), a web process on ``port``, the instrumented worker and beat; the
+    simulator's URL (also set as the stack's ``KIE_BASE_URL``)."""
+    sim = start_sim(stack, *sim_args)
+    stack.env["KIE_BASE_URL"] = sim
+    start_web(stack, web_app, port)
+    start_kq_worker(stack, queue, concurrency=concurrency)
+    stack.start_beat()
+    return sim
 
 
 def start_web(stack: Stack, app: str, port: int, *, workers: int = 2, threads: int = 4, name: str = "web",

@@ -50,11 +50,8 @@ def run_kie_queue(ctx: Context, gen_s: float, n: int) -> dict:
     r = redis.Redis.from_url(ctx.redis_url)
     try:
         with Stack(workdir, env) as stack:
-            sim = support.start_sim(stack, "--duration", str(gen_s), "--small-images", "--hmac-key", support.HMAC_KEY)
-            stack.env["KIE_BASE_URL"] = sim
-            support.start_web(stack, "webhook:create_app()", port)
-            support.start_kq_worker(stack, queue, concurrency=4)
-            stack.start_beat()
+            support.start_deployment(stack, queue, port, "--duration", str(gen_s), "--small-images",
+                                     "--hmac-key", support.HMAC_KEY)
             time.sleep(1.0)
             r.delete(tt_key)
             p = support.producer(ctx.redis_url, queue)
@@ -129,17 +126,13 @@ def run(ctx: Context):
 
 
 def plot(data, plots_dir):
-    from .plots import pyplot, save
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    from .plots import counts, figure, finish
+    fig, ax = figure()
     for label in ("kie-queue", "baseline"):
-        xs = data[label]
-        ax.step(xs, range(1, len(xs) + 1), where="post", label=label)
-    ax.set_xlabel("seconds since the batch was enqueued")
-    ax.set_ylabel("jobs finished")
-    ax.set_title(f"Jobs finished over time, 4 worker processes, {data['gen_s']:g}-s generation")
-    ax.legend()
-    return [save(fig, plots_dir / "worker_time_finished.png")]
+        counts(ax, data[label], label)
+    return [finish(fig, ax, plots_dir / "worker_time_finished.png", xlabel="seconds since the batch was enqueued",
+                   ylabel="jobs finished",
+                   title=f"Jobs finished over time, 4 worker processes, {data['gen_s']:g}-s generation")]
 
 
 if __name__ == "__main__":

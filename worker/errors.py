@@ -13,6 +13,11 @@ are redacted before any text reaches an exception (see ``worker.redact``).
 from __future__ import annotations
 
 
+def _arg(index: int) -> property:
+    """A read-only attribute that is the error's positional ``args[index]``."""
+    return property(lambda self: self.args[index])
+
+
 class KieQueueError(Exception):
     """Base class of every error raised by kie-queue."""
 
@@ -30,9 +35,7 @@ class ConfigError(KieQueueError):
     def __init__(self, variable: str, problem: str):
         super().__init__(variable, problem)
 
-    @property
-    def variable(self) -> str:
-        return self.args[0]
+    variable = _arg(0)
 
     @property
     def message(self) -> str:
@@ -48,17 +51,9 @@ class InvalidInput(KieQueueError):
     def __init__(self, errors: dict, model: str | None = None, job_id: str | None = None):
         super().__init__(errors, model, job_id)
 
-    @property
-    def errors(self) -> dict:
-        return self.args[0]
-
-    @property
-    def model(self) -> str | None:
-        return self.args[1]
-
-    @property
-    def job_id(self) -> str | None:
-        return self.args[2]
+    errors = _arg(0)
+    model = _arg(1)
+    job_id = _arg(2)
 
     @property
     def message(self) -> str:
@@ -84,21 +79,10 @@ class GenerationFailed(JobError):
                  task_id: str | None = None):
         super().__init__(fail_code, fail_msg, job_id, task_id)
 
-    @property
-    def fail_code(self):
-        return self.args[0]
-
-    @property
-    def fail_msg(self):
-        return self.args[1]
-
-    @property
-    def job_id(self):
-        return self.args[2]
-
-    @property
-    def task_id(self):
-        return self.args[3]
+    fail_code = _arg(0)
+    fail_msg = _arg(1)
+    job_id = _arg(2)
+    task_id = _arg(3)
 
     @property
     def message(self) -> str:
@@ -111,17 +95,9 @@ class GenerationTimeout(JobError):
     def __init__(self, job_id: str | None, timeout: float | None, task_id: str | None = None):
         super().__init__(job_id, timeout, task_id)
 
-    @property
-    def job_id(self):
-        return self.args[0]
-
-    @property
-    def timeout(self):
-        return self.args[1]
-
-    @property
-    def task_id(self):
-        return self.args[2]
+    job_id = _arg(0)
+    timeout = _arg(1)
+    task_id = _arg(2)
 
     @property
     def message(self) -> str:
@@ -136,21 +112,14 @@ class GenerationCancelled(JobError):
                  reason: str | None = None):
         super().__init__(job_id, task_id, submitted, reason)
 
-    @property
-    def job_id(self):
-        return self.args[0]
-
-    @property
-    def task_id(self):
-        return self.args[1]
+    job_id = _arg(0)
+    task_id = _arg(1)
 
     @property
     def submitted(self) -> bool:
         return bool(self.args[2])
 
-    @property
-    def reason(self):
-        return self.args[3]
+    reason = _arg(3)
 
     @property
     def message(self) -> str:
@@ -171,21 +140,10 @@ class UpstreamError(KieQueueError):
                  retry_after: float | None = None):
         super().__init__(code, msg, http_status, retry_after)
 
-    @property
-    def code(self):
-        return self.args[0]
-
-    @property
-    def msg(self):
-        return self.args[1]
-
-    @property
-    def http_status(self):
-        return self.args[2]
-
-    @property
-    def retry_after(self):
-        return self.args[3]
+    code = _arg(0)
+    msg = _arg(1)
+    http_status = _arg(2)
+    retry_after = _arg(3)
 
     @property
     def message(self) -> str:
@@ -241,9 +199,7 @@ class TransportError(RetryableUpstreamError):
     def code(self):
         return None
 
-    @property
-    def msg(self):
-        return self.args[0]
+    msg = _arg(0)
 
     @property
     def http_status(self):
@@ -280,13 +236,8 @@ class DownloadError(KieQueueError):
     def transient(self) -> bool:
         return bool(self.args[2]) if len(self.args) > 2 else False
 
-    @property
-    def url(self):
-        return self.args[0]
-
-    @property
-    def reason(self):
-        return self.args[1]
+    url = _arg(0)
+    reason = _arg(1)
 
     @property
     def message(self) -> str:
@@ -304,9 +255,7 @@ class StorageError(KieQueueError):
     def __init__(self, reason: str, transient: bool = False, variable: str | None = None):
         super().__init__(reason, transient, variable)
 
-    @property
-    def reason(self) -> str:
-        return self.args[0]
+    reason = _arg(0)
 
     @property
     def transient(self) -> bool:
@@ -329,9 +278,7 @@ class WebhookRejected(KieQueueError):
     def __init__(self, reason: str):
         super().__init__(reason)
 
-    @property
-    def message(self) -> str:
-        return self.args[0]
+    message = _arg(0)
 
 
 class BadToken(WebhookRejected):

@@ -53,6 +53,14 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def assert_bad_configuration_is_one_line(*args, env) -> None:
+    """``kie-queue args`` with a malformed ``KIE_RATE_LIMIT``: exit 2 and one line naming the variable and value."""
+    done = kie(*args, env={**env, "KIE_RATE_LIMIT": "twenty per ten"})
+    assert done.returncode == 2
+    line = one_line_error(done)
+    assert "KIE_RATE_LIMIT" in line and "'twenty per ten'" in line
+
+
 def kie_tty(*args, env, timeout=120, columns=120) -> tuple[int, str]:
     """Run ``kie-queue ARGS`` with stdout on a pseudo-terminal (as in a shell); returns (exit code, output)."""
     import pty

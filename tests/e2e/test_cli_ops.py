@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from cli_support import kie, one_line_error
+from cli_support import assert_bad_configuration_is_one_line, kie, one_line_error
 from harness import API_KEY, unique
 from worker.cli.stack import wait_for
 
@@ -183,11 +183,7 @@ def test_limiter_shows_a_pause_and_resume_lifts_it(dep):
 
 
 def test_bad_configuration_is_a_one_line_error(dep):
-    env = {**dep.stack.env, "KIE_RATE_LIMIT": "twenty per ten"}
-    done = kie("status", "x", env=env)
-    assert done.returncode == 2
-    line = one_line_error(done)
-    assert "KIE_RATE_LIMIT" in line and "'twenty per ten'" in line
+    assert_bad_configuration_is_one_line("status", "x", env=dep.stack.env)
 
 
 def test_on_a_terminal_status_and_jobs_are_tables(dep, finished):

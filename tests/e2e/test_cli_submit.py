@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cli_support import clean_env, idle_env, kie, one_line_error, queued_messages
+from cli_support import assert_bad_configuration_is_one_line, clean_env, idle_env, kie, one_line_error, queued_messages
 from harness import unique
 
 
@@ -196,11 +196,7 @@ def test_wait_has_a_default_timeout_from_the_job_timeout(dep):
 
 
 def test_bad_configuration_is_a_one_line_error(dep):
-    env = {**dep.stack.env, "KIE_RATE_LIMIT": "twenty per ten"}
-    done = kie("submit", "x", env=env)
-    assert done.returncode == 2
-    line = one_line_error(done)
-    assert "KIE_RATE_LIMIT" in line and "'twenty per ten'" in line
+    assert_bad_configuration_is_one_line("submit", "x", env=dep.stack.env)
 
 
 def test_redis_down_is_a_one_line_failure():

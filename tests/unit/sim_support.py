@@ -1,6 +1,6 @@
 """Helpers shared by the kiesim test modules (accounts, images, faults): a small client of the
 simulator written from the upstream API description (not from kiesim), a callback receiver
-and a deadline-bounded wait.  Everything talks real HTTP."""
+and a deadline-bounded wait (the other unit modules use it too).  Everything talks real HTTP."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
+
+from worker.cli.stack import wait_for
 
 CREATE = "/api/v1/jobs/createTask"
 RECORD = "/api/v1/jobs/recordInfo"
@@ -49,13 +51,8 @@ class Kie:
         return requests.get(self.url + CREDIT, headers=self.headers, timeout=10).json()
 
     def wait_done(self, task_id: str, deadline: float = 10.0) -> dict:
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            data = self.record(task_id)["data"]
-            if data["state"] in ("success", "fail"):
-                return data
-            time.sleep(0.02)
-        raise AssertionError(f"task {task_id} not finished after {deadline}s")
+        return wait_until(lambda: (data := self.record(task_id)["data"])["state"] in ("success", "fail") and data,
+                          deadline, f"task {task_id} finished", interval=0.02)
 
     def states_until_done(self, task_id: str, deadline: float = 5.0) -> tuple[dict, list[str]]:
         """Poll recordInfo until a terminal state; returns the last data and every state seen."""
@@ -100,14 +97,10 @@ def task(url: str, task_id: str) -> dict:
     return response.json()
 
 
-def wait_until(predicate, deadline: float = 5.0, what: str = "condition"):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached within {deadline}s")
+def wait_until(predicate, deadline: float = 5.0, what: str = "condition", interval: float = 0.01):
+    """``predicate()``'s first truthy value, polled every ``interval`` s; TimeoutError naming ``what`` after
+    ``deadline`` s."""
+    return wait_for(predicate, deadline, what, interval=interval)
 
 
 class Receiver:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from worker.cli.stack import wait_for
+from sim_support import wait_until
 from worker.store.jobstore import TERMINAL, JobStore
 
 MODEL = "google/nano-banana"
@@ -26,10 +26,6 @@ def store(r, prefix):
 def server_ms(r) -> int:
     sec, usec = r.time()
     return sec * 1000 + usec // 1000
-
-
-def wait_until(predicate, timeout: float, what: str):
-    return wait_for(predicate, timeout, what, interval=0.005)
 
 
 def accept(store, job_id="job-1", waiter_id="w1", *, first_claim_ms=0, timeout=60, inp=None):

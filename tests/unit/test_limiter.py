@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from worker.cli.stack import wait_for
+from sim_support import wait_until
 from worker.store.keys import account_id
 from bench.schedule import max_in_window as _max_in_window
 from worker.store.limiter import MARGIN_MS, Limiter
@@ -30,10 +30,6 @@ def make(r, prefix, *, limit=5, window=0.5, max_in_flight=1000, slot_lease=60.0,
 def server_now(r) -> float:
     sec, usec = r.time()
     return sec + usec / 1e6
-
-
-def wait_until(predicate, timeout: float, what: str):
-    return wait_for(predicate, timeout, what, interval=0.005)
 
 
 def until_server_time(r, moment: float, timeout: float = 5.0):

@@ -44,8 +44,7 @@ def run(ctx: Context):
     port = free_port()
     mark_key, tt_key = f"{prefix}:bench:marks", f"{prefix}:bench:tasktime"
     env = support.kq_env(ctx.redis_url, prefix=prefix, queue=queue, workdir=workdir, callbacks_port=port,
-                         BENCH_MARK_KEY=mark_key, BENCH_TASKTIME_KEY=tt_key, KIE_RATE_LIMIT="100000/1s",
-                         KIE_MAX_IN_FLIGHT="100000")
+                         BENCH_MARK_KEY=mark_key, BENCH_TASKTIME_KEY=tt_key, **support.NO_LIMITS)
     r = redis.Redis.from_url(ctx.redis_url)
     try:
         with Stack(workdir, env) as stack:

@@ -126,8 +126,7 @@ def run(ctx: Context):
         store_url = support.private_redis(stack, "redis-store")
         broker_url = support.private_redis(stack, "redis-broker")
         stack.env.update(support.kq_env(store_url, prefix=prefix, queue=queue, workdir=workdir, broker_url=broker_url,
-                                        callbacks_port=port, BENCH_MARK_KEY=mark_key, KIE_RATE_LIMIT="100000/1s",
-                                        KIE_MAX_IN_FLIGHT="100000"))
+                                        callbacks_port=port, BENCH_MARK_KEY=mark_key, **support.NO_LIMITS))
         stack.env["BENCH_REDIS"] = ctx.redis_url
         support.start_deployment(stack, queue, port, "--duration", "1", "--rate-limit", "off",
                                  "--small-images", "--hmac-key", support.HMAC_KEY)

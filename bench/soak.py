@@ -24,6 +24,7 @@ from pathlib import Path
 
 from worker.cli.stack import Stack, wait_for
 
+from . import support
 from .chaos.deployment import ChaosDeployment
 from .chaos.servers import RedisServer, rss_kib
 
@@ -96,8 +97,8 @@ def soak(jobs: int, *, retention: float, workers: int, concurrency: int, warmup:
         url = redis.start()
         dep = ChaosDeployment(workdir / "deploy", redis_url=url, broker_url=url[:-1] + "1",
                               sim_args=("--duration", "0", "--small-images", "--rate-limit", "off"),
-                              extra_env={"KIE_JOB_RETENTION": str(retention), "KIE_RATE_LIMIT": "100000/1s",
-                                         "KIE_MAX_IN_FLIGHT": "100000", "CELERY_RESULT_BACKEND": url[:-1] + "2"})
+                              extra_env={"KIE_JOB_RETENTION": str(retention), **support.NO_LIMITS,
+                                         "CELERY_RESULT_BACKEND": url[:-1] + "2"})
         dep.start(workers=workers, concurrency=concurrency)
         store = redis.client(0)
         dbs = {0: store, 1: redis.client(1), 2: redis.client(2)}

@@ -18,11 +18,9 @@ import json
 import sys
 import time
 
-import redis
-
 from . import support
 from .report import Row, Target
-from .support import Context, Stack, free_port, percentile
+from .support import Context, percentile
 from .tasktime import read_task_times
 
 NAME = "chain_latency"
@@ -31,48 +29,37 @@ RATE = 12.0          # jobs enqueued per second: well within what the worker kee
 
 def run(ctx: Context):
     n = 120 if ctx.quick else 1000
-    prefix, queue = support.names("cl")
-    workdir = ctx.workdir("chain-latency")
-    port = free_port()
-    mark_key, tt_key = f"{prefix}:bench:marks", f"{prefix}:bench:tasktime"
-    env = support.kq_env(ctx.redis_url, prefix=prefix, queue=queue, workdir=workdir, callbacks_port=port,
-                         BENCH_MARK_KEY=mark_key, BENCH_TASKTIME_KEY=tt_key, **support.NO_LIMITS)
-    r = redis.Redis.from_url(ctx.redis_url)
-    try:
-        with Stack(workdir, env) as stack:
-            support.start_deployment(stack, queue, port, "--duration", "1", "--duration-jitter", "0.5",
-                                     "--rate-limit", "off", "--small-images", "--hmac-key", support.HMAC_KEY,
-                                     web_app="bench.webapp:create_app()")
-            time.sleep(1.0)
-            p = support.producer(ctx.redis_url, queue)
-            t_start = time.monotonic()
-            for i in range(n):
-                _pace(t_start, i)
-                (p.signature("kie.generate", kwargs={"input": {"prompt": f"chain {prefix} {i}"}}, queue=queue)
-                 | p.signature("bench.mark", queue=queue)).apply_async()
-            support.wait_count(lambda: r.hlen(mark_key), n, 120, "kie-queue chains", interval=0.25)
-            recv = {k.decode(): float(v) for k, v in r.hgetall(mark_key + ":recv").items()}
-            marks = {k.decode(): json.loads(v) for k, v in r.hgetall(mark_key).items()}
-            kq = [marks[j] - t for j, t in recv.items() if j in marks]
-            times = read_task_times(r, tt_key)
+    with support.instrumented_deployment(ctx, "cl", "chain-latency", "--duration", "1", "--duration-jitter", "0.5",
+                                         "--rate-limit", "off", "--small-images", "--hmac-key", support.HMAC_KEY,
+                                         web_app="bench.webapp:create_app()", **support.NO_LIMITS) as d:
+        prefix, queue, mark_key, tt_key, r = d.prefix, d.queue, d.mark_key, d.tt_key, d.redis
+        p = support.producer(ctx.redis_url, queue)
+        t_start = time.monotonic()
+        for i in range(n):
+            _pace(t_start, i)
+            (p.signature("kie.generate", kwargs={"input": {"prompt": f"chain {prefix} {i}"}}, queue=queue)
+             | p.signature("bench.mark", queue=queue)).apply_async()
+        support.wait_count(lambda: r.hlen(mark_key), n, 120, "kie-queue chains", interval=0.25)
+        recv = {k.decode(): float(v) for k, v in r.hgetall(mark_key + ":recv").items()}
+        marks = {k.decode(): json.loads(v) for k, v in r.hgetall(mark_key).items()}
+        kq = [marks[j] - t for j, t in recv.items() if j in marks]
+        times = read_task_times(r, tt_key)
 
-            # baseline: the same task, sent at the same offsets the callbacks arrived at
-            r.delete(mark_key)
-            arrivals = sorted(recv.values())
-            sent: dict[str, float] = {}
-            t0 = time.time()
-            for i, t in enumerate(arrivals):
-                delay = (t - arrivals[0]) - (time.time() - t0)
-                if delay > 0:
-                    time.sleep(delay)
-                tag = f"b{i}"
-                sent[tag] = time.time()
-                p.signature("bench.mark", kwargs={"sent": tag}, queue=queue).apply_async()
-            support.wait_count(lambda: r.hlen(mark_key), len(sent), 60, "baseline marks", interval=0.25)
-            marks = {k.decode(): json.loads(v) for k, v in r.hgetall(mark_key).items()}
-            base = [marks[t] - s for t, s in sent.items() if t in marks]
-    finally:
-        support.cleanup(ctx.redis_url, prefix, (queue,))
+        # baseline: the same task, sent at the same offsets the callbacks arrived at
+        r.delete(mark_key)
+        arrivals = sorted(recv.values())
+        sent: dict[str, float] = {}
+        t0 = time.time()
+        for i, t in enumerate(arrivals):
+            delay = (t - arrivals[0]) - (time.time() - t0)
+            if delay > 0:
+                time.sleep(delay)
+            tag = f"b{i}"
+            sent[tag] = time.time()
+            p.signature("bench.mark", kwargs={"sent": tag}, queue=queue).apply_async()
+        support.wait_count(lambda: r.hlen(mark_key), len(sent), 60, "baseline marks", interval=0.25)
+        marks = {k.decode(): json.loads(v) for k, v in r.hgetall(mark_key).items()}
+        base = [marks[t] - s for t, s in sent.items() if t in marks]
     ms = lambda xs: [1000 * x for x in xs]  # noqa: E731
     kq, base = ms(kq), ms(base)
     ok = len(kq) == n and len(base) == len(recv)

@@ -17,11 +17,9 @@ import json
 import sys
 import time
 
-import redis
-
 from . import support
 from .report import Row, Target
-from .support import Context, Stack, free_port
+from .support import Context
 from .tasktime import read_task_times
 
 NAME = "overhead"
@@ -39,34 +37,23 @@ def _batch(r, sigs, mark_key: str, what: str) -> tuple[float, list[float]]:
 
 def run(ctx: Context):
     n = 100 if ctx.quick else 400
-    prefix, queue = support.names("oh")
-    workdir = ctx.workdir("overhead")
-    port = free_port()
-    mark_key, tt_key = f"{prefix}:bench:marks", f"{prefix}:bench:tasktime"
-    env = support.kq_env(ctx.redis_url, prefix=prefix, queue=queue, workdir=workdir, callbacks_port=port,
-                         BENCH_MARK_KEY=mark_key, BENCH_TASKTIME_KEY=tt_key, **support.NO_LIMITS)
-    r = redis.Redis.from_url(ctx.redis_url)
-    try:
-        with Stack(workdir, env) as stack:
-            support.start_deployment(stack, queue, port, "--duration", "0", "--rate-limit", "off",
-                                     "--small-images", "--hmac-key", support.HMAC_KEY)
-            time.sleep(1.0)
-            p = support.producer(ctx.redis_url, queue)
-            noop, mark = p.signature("bench.noop", queue=queue), p.signature("bench.mark", queue=queue)
-            # a warm-up job through each path, so neither pays for first connections
-            _batch(r, [p.signature("kie.generate", kwargs={"input": {"prompt": f"warm {prefix}"}}, queue=queue)
-                       | noop | mark], mark_key, "warm-up")
-            r.delete(tt_key)
-            kq_rate, kq_done = _batch(
-                r, [p.signature("kie.generate", kwargs={"input": {"prompt": f"overhead {prefix} {i}"}}, queue=queue)
-                    | noop | mark for i in range(n)], mark_key, "kie-queue")
-            kq_times = read_task_times(r, tt_key)
-            r.delete(tt_key)
-            base_rate, base_done = _batch(r, [noop | noop | mark.clone(kwargs={"sent": f"b{i}"}) for i in range(n)],
-                                          mark_key, "baseline")
-            base_times = read_task_times(r, tt_key)
-    finally:
-        support.cleanup(ctx.redis_url, prefix, (queue,))
+    with support.instrumented_deployment(ctx, "oh", "overhead", "--duration", "0", "--rate-limit", "off",
+                                         "--small-images", "--hmac-key", support.HMAC_KEY, **support.NO_LIMITS) as d:
+        prefix, queue, mark_key, tt_key, r = d.prefix, d.queue, d.mark_key, d.tt_key, d.redis
+        p = support.producer(ctx.redis_url, queue)
+        noop, mark = p.signature("bench.noop", queue=queue), p.signature("bench.mark", queue=queue)
+        # a warm-up job through each path, so neither pays for first connections
+        _batch(r, [p.signature("kie.generate", kwargs={"input": {"prompt": f"warm {prefix}"}}, queue=queue)
+                   | noop | mark], mark_key, "warm-up")
+        r.delete(tt_key)
+        kq_rate, kq_done = _batch(
+            r, [p.signature("kie.generate", kwargs={"input": {"prompt": f"overhead {prefix} {i}"}}, queue=queue)
+                | noop | mark for i in range(n)], mark_key, "kie-queue")
+        kq_times = read_task_times(r, tt_key)
+        r.delete(tt_key)
+        base_rate, base_done = _batch(r, [noop | noop | mark.clone(kwargs={"sent": f"b{i}"}) for i in range(n)],
+                                      mark_key, "baseline")
+        base_times = read_task_times(r, tt_key)
     ok = len(kq_done) == n and len(base_done) == n
     per_task = lambda t: {k: {"count": v["count"], "ms_each": round(1000 * v["seconds"] / max(v["count"], 1), 2),  # noqa: E731
                               "cpu_ms_each": round(1000 * v["cpu"] / max(v["count"], 1), 2)}

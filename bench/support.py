@@ -9,6 +9,7 @@ Only 127.0.0.1 is contacted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -76,6 +77,46 @@ def kq_env(redis_url: str, *, prefix: str, queue: str, workdir: Path, broker_url
                     "KIE_WEBHOOK_HMAC_KEY": HMAC_KEY})
     env.update(extra)
     return env
+
+
+def instrumented_env(redis_url: str, *, prefix: str, queue: str, workdir: Path, port: int,
+                     **extra: str) -> tuple[dict, str, str]:
+    """``kq_env`` with callbacks to ``port`` and the instrumented worker's keys: (env, marks key, task-times key)."""
+    mark_key, tt_key = f"{prefix}:bench:marks", f"{prefix}:bench:tasktime"
+    env = kq_env(redis_url, prefix=prefix, queue=queue, workdir=workdir, callbacks_port=port,
+                 BENCH_MARK_KEY=mark_key, BENCH_TASKTIME_KEY=tt_key, **extra)
+    return env, mark_key, tt_key
+
+
+@dataclasses.dataclass
+class Deployment:
+    """A running deployment of one measure: its stack, names, instrumentation keys and a client of its Redis."""
+
+    stack: Stack
+    prefix: str
+    queue: str
+    mark_key: str
+    tt_key: str
+    redis: redis.Redis
+
+
+@contextlib.contextmanager
+def instrumented_deployment(ctx: Context, kind: str, folder: str, *sim_args: str,
+                            web_app: str = "webhook:create_app()", **extra_env: str):
+    """Simulator (``sim_args``), web, the instrumented worker and beat under fresh names, callbacks on;
+    yields a :class:`Deployment`, then stops everything and deletes the run's keys and queue."""
+    prefix, queue = names(kind)
+    workdir = ctx.workdir(folder)
+    port = free_port()
+    env, mark_key, tt_key = instrumented_env(ctx.redis_url, prefix=prefix, queue=queue, workdir=workdir, port=port,
+                                             **extra_env)
+    try:
+        with Stack(workdir, env) as stack:
+            start_deployment(stack, queue, port, *sim_args, web_app=web_app)
+            time.sleep(1.0)
+            yield Deployment(stack, prefix, queue, mark_key, tt_key, redis.Redis.from_url(ctx.redis_url))
+    finally:
+        cleanup(ctx.redis_url, prefix, (queue,))
 
 
 def names(kind: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ import redis
 
 from . import support
 from .report import Row, Target
-from .support import Context, Stack, free_port
+from .support import Context, Stack
 from .tasktime import read_task_times
 
 NAME = "worker_time"
@@ -41,26 +41,15 @@ def _batch(r, producer, sigs, mark_key, n, deadline_s, what) -> tuple[float, dic
 
 
 def run_kie_queue(ctx: Context, gen_s: float, n: int) -> dict:
-    prefix, queue = support.names("wt")
-    workdir = ctx.workdir("worker-time-kq")
-    port = free_port()
-    tt_key, mark_key = f"{prefix}:bench:tasktime", f"{prefix}:bench:marks"
-    env = support.kq_env(ctx.redis_url, prefix=prefix, queue=queue, workdir=workdir, callbacks_port=port,
-                         BENCH_TASKTIME_KEY=tt_key, BENCH_MARK_KEY=mark_key)
-    r = redis.Redis.from_url(ctx.redis_url)
-    try:
-        with Stack(workdir, env) as stack:
-            support.start_deployment(stack, queue, port, "--duration", str(gen_s), "--small-images",
-                                     "--hmac-key", support.HMAC_KEY)
-            time.sleep(1.0)
-            r.delete(tt_key)
-            p = support.producer(ctx.redis_url, queue)
-            sigs = [p.signature("kie.generate", kwargs={"input": {"prompt": f"worker time {prefix} {i}"}},
-                                queue=queue) | p.signature("bench.mark", queue=queue) for i in range(n)]
-            t0, marks = _batch(r, p, sigs, mark_key, n, 3 * gen_s + n / 2 + 120, "kie-queue")
-            times = read_task_times(r, tt_key)
-    finally:
-        support.cleanup(ctx.redis_url, prefix, (queue,))
+    with support.instrumented_deployment(ctx, "wt", "worker-time-kq", "--duration", str(gen_s), "--small-images",
+                                         "--hmac-key", support.HMAC_KEY) as d:
+        prefix, queue, mark_key, tt_key, r = d.prefix, d.queue, d.mark_key, d.tt_key, d.redis
+        r.delete(tt_key)
+        p = support.producer(ctx.redis_url, queue)
+        sigs = [p.signature("kie.generate", kwargs={"input": {"prompt": f"worker time {prefix} {i}"}},
+                            queue=queue) | p.signature("bench.mark", queue=queue) for i in range(n)]
+        t0, marks = _batch(r, p, sigs, mark_key, n, 3 * gen_s + n / 2 + 120, "kie-queue")
+        times = read_task_times(r, tt_key)
     return _summary(times, marks, t0, n)
 
 

@@ -2,7 +2,7 @@
 
 Public (other services ``send_task`` these by name):
 
-* ``kie.generate(input, model="google/nano-banana", job_id=None, timeout=None)``
+* ``kie.generate(input, model="google/nano-banana", job_id=None, timeout=None, tenant=None, priority=0)``
 * ``kie.download(result)``
 
 Internal (sent by the project itself): ``kie.submit`` (a due createTask attempt), ``kie.check``
@@ -19,7 +19,7 @@ from . import task_names
 from .celery_app import app
 from .errors import InvalidInput
 from .jobs import checking, completion, parking, submission
-from .jobs.arguments import DEFAULT_MODEL, check_arguments, valid_job_id
+from .jobs.arguments import DEFAULT_MODEL, check_arguments, tenant_or_default, valid_job_id
 from .jobs.sweeping import sweep as run_sweep
 from .jobs.timing import CLAIM_LEASE_MS
 from .results.downloading import download_job_result
@@ -31,12 +31,18 @@ log = logging.getLogger("kie_queue.tasks")
 
 @app.task(name=task_names.GENERATE, bind=True)
 def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = None,
-             timeout: float | None = None, allow_unknown_model: bool = False):
-    """Submit one generation; the chain continues with the result dict when kie.ai has finished it."""
+             timeout: float | None = None, allow_unknown_model: bool = False, tenant: str | None = None,
+             priority: int = 0):
+    """Submit one generation; the chain continues with the result dict when kie.ai has finished it.
+
+    ``tenant`` (default ``default``) names the service the job is for: tenants share each account's
+    budget by weight; ``priority`` (0-9, higher first) orders one tenant's waiting jobs.
+    """
     rt = runtime()
     store = rt.store
     try:
-        cleaned = check_arguments(input, model, job_id, timeout, allow_unknown_model)
+        cleaned = check_arguments(input, model, job_id, timeout, allow_unknown_model, tenant=tenant,
+                                  priority=priority)
     except InvalidInput as exc:
         if valid_job_id(job_id):
             store.reject(job_id, model=str(model), error=exc.message)
@@ -51,7 +57,8 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
     parking.mark_submitted(self, job_id)
     state, created, _ = store.accept(
         job_id, model=model, input=cleaned, timeout=float(timeout or rt.settings.job_timeout),
-        waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS)
+        waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS,
+        tenant=tenant_or_default(tenant), priority=priority)
     if created:
         store.incr("jobs_accepted")
         submission.attempt(rt, app, job_id)

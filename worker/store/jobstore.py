@@ -58,13 +58,17 @@ class JobStore:
 
     # -- transitions -----------------------------------------------------------------------
     def accept(self, job_id: str, *, model: str, input: dict, timeout: float, waiter_id: str,
-               waiter: dict, first_claim_ms: int) -> tuple[str, bool, bool]:
-        """Create the job if new and attach a waiter.  Returns (state, created, waiter_added)."""
+               waiter: dict, first_claim_ms: int, tenant: str = "default",
+               priority: int = 0) -> tuple[str, bool, bool]:
+        """Create the job if new and attach a waiter.  Returns (state, created, waiter_added).
+
+        A new job keeps ``tenant`` and ``priority``; a second call with the same id keeps the first's.
+        """
         k = self.keys
         state, created, added = self._run(
             "accept", keys=[k.job(job_id), k.waiters(job_id), k.due_submit],
             args=[job_id, model, json.dumps(input, sort_keys=True), timeout, waiter_id, json.dumps(waiter),
-                  first_claim_ms])
+                  first_claim_ms, tenant, int(priority)])
         return _decode(state), bool(created), bool(added)
 
     def reject(self, job_id: str, *, model: str, error: str) -> bool:

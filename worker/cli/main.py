@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     sim = sub.add_parser("sim", help="run the kie.ai simulator (arguments are passed to python -m kiesim)")
     sim.add_argument("args", nargs=argparse.REMAINDER)
 
-    sub.add_parser("resume", help="lift a 402 (insufficient credits) pause on submissions")
+    sub.add_parser("resume", help="lift a 402 (insufficient credits) or low-credit pause on submissions, on every account")
 
     args = parser.parse_args(argv)
     try:
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             from ..runtime import runtime
             rt = runtime()
-            rt.limiter.resume()
+            for account in rt.accounts.values():
+                account.limiter.resume()
             print(f"submissions resumed; {rt.store.wake_submits()} waiting jobs woken")
             return 0
     except ConfigError as exc:

@@ -19,7 +19,7 @@ import logging
 
 from ..errors import GenerationFailed, GenerationTimeout
 from ..store.states import FINISHED, JobState
-from . import parking
+from . import credit_guard, parking
 
 log = logging.getLogger("kie_queue.completion")
 
@@ -50,8 +50,10 @@ def succeed(rt, app, job_id: str, outcome) -> bool:
     job = rt.store.get(job_id)
     if job is None:
         return False
-    won = rt.store.finish(job_id, JobState.SUCCEEDED, result_dict(job, outcome))
-    _after_finish(rt, app, job_id, won, JobState.SUCCEEDED)
+    won = rt.store.finish(job_id, JobState.SUCCEEDED, result_dict(job, outcome), credits=outcome.credits)
+    _after_finish(rt, app, job_id, won, JobState.SUCCEEDED, job)
+    if won:
+        credit_guard.observe(rt, rt.account_of(job), outcome.remained_credits)
     return won
 
 
@@ -74,8 +76,8 @@ def time_out(rt, app, job_id: str) -> bool:
     return won
 
 
-def _after_finish(rt, app, job_id: str, won: bool, state: str) -> None:
-    rt.limiter.release(job_id)
+def _after_finish(rt, app, job_id: str, won: bool, state: str, job: dict | None = None) -> None:
+    rt.account_of(job or rt.store.get(job_id)).limiter.release(job_id)
     if won:
         rt.store.incr(f"jobs_{state}")
         log.info("job %s %s", job_id, state)

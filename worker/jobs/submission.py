@@ -1,10 +1,12 @@
 """One createTask attempt for a job, and the retry policy around it, readable in one place.
 
-:func:`attempt` claims the job (a lease in the job store), takes a token from the global limiter,
-records that a create is going out, POSTs it, and hands the answer to the one handler for its
-kind.  Every outcome leaves the job in exactly one place: submitted (polled or called back),
-waiting in the due queue (for a token, a cool-down, a backoff, or the grace period of an unknown
-outcome), or finished.
+:func:`attempt` claims the job (a lease in the job store), asks its account's limiter whether the
+create may go now (a grant, fair across tenants), records that a create is going out, POSTs it
+with the account's key, and hands the answer to the one handler for its kind.  Every outcome
+leaves the job in exactly one place: submitted (polled or called back), waiting in its tenant's
+ready queue (for a grant: rate, in-flight cap, pause, other tenants' turn), waiting in the due
+queue (a grant's window still full, a backoff, or the grace period of an unknown outcome), or
+finished.
 
 The policy (``POLICY`` maps each error class to its handler, most specific first):
 
@@ -15,7 +17,7 @@ taskId                                 submitted; status checks start (:func:`_s
 429 (HTTP status or body code)         shared cool-down for every worker (``Retry-After`` if given,
                                        else 1 s) plus 0-1 s jitter; no error-retry spent
                                        (:func:`_rate_limited`)
-402 insufficient credits               this job fails; submissions pause for every worker for 300 s,
+402 insufficient credits               this job fails; the account's submissions pause for 300 s,
                                        lifted sooner by the sweep's credit check or
                                        ``kie-queue resume`` (:func:`_no_credits`)
 timeout / reset after sending,         outcome unknown (a task may exist and be billed): the job
@@ -36,13 +38,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import uuid
 
 from ..errors import (InsufficientCredits, MalformedResponse, RateLimited, RetryableUpstreamError,
                       TransportError, UpstreamError)
 from ..kie.schemas import build_create_body
 from ..tokens import callback_url
 from . import completion
+from .arguments import DEFAULT_TENANT
 from .timing import (CLAIM_LEASE_MS, COOLDOWN_DEFAULT_S, CREDIT_PAUSE_S, backoff, first_check_delay, jittered,
                      send_lease_ms)
 
@@ -59,6 +61,7 @@ class Attempt:
     job: dict
     token: str      # the claim's fencing token in the job store
     member: str     # the create's entry in the limiter's log
+    account: object  # the kie.ai account (limiter, client) the job is sent with
 
 
 def attempt(rt, app, job_id: str) -> str:
@@ -72,24 +75,27 @@ def attempt(rt, app, job_id: str) -> str:
     elif verdict != "claimed":
         return verdict
     job = store.get(job_id)
-    allowed, wait, reason, member = rt.limiter.acquire(job_id, f"{job_id}:{uuid.uuid4().hex[:8]}")
+    account = rt.account_of(job)
+    tenant = job.get("tenant") or DEFAULT_TENANT
+    allowed, wait, reason, member = account.limiter.acquire(job_id, token, tenant=tenant,
+                                                            priority=int(job.get("priority") or 0))
     if not allowed:
-        if reason in ("cooldown", "paused", "in_flight"):
-            wait = jittered(wait, 1.0)
-        store.defer(job_id, token, delay_ms=int(wait * 1000), reason=reason)
+        if reason == "reserved":     # granted, but the window ending now is full: back in a moment
+            store.defer(job_id, token, delay_ms=int(wait * 1000), reason=reason)
+        # any other reason: the job waits in its tenant's ready queue (the claim was given back)
         store.incr(f"waits_{reason}")
-        log.info("job %s waits %.2f s (%s)", job_id, wait, reason)
+        log.info("job %s (tenant %s) waits (%s)", job_id, tenant, reason)
         return f"waiting:{reason}"
 
     cb = callback_url(s.callback_url, job_id, s.webhook_secret) if s.callback_url else None
     body = build_create_body(job["model"], json.loads(job["input"]), cb)
     if store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s)) == 0:
-        rt.limiter.release(job_id)
+        account.limiter.release(job_id)
         return "lost-claim"
     store.incr("creates_sent")
-    now = Attempt(rt, app, job_id, job, token, member)
+    now = Attempt(rt, app, job_id, job, token, member, account)
     try:
-        task_id = rt.client.create_task(body)
+        task_id = account.client.create_task(body)
     except UpstreamError as exc:
         return _handler_for(exc)(now, exc)
     return _submitted(now, task_id)
@@ -99,7 +105,7 @@ def attempt(rt, app, job_id: str) -> str:
 
 def _submitted(a: Attempt, task_id: str) -> str:
     rt, s = a.rt, a.rt.settings
-    rt.limiter.confirm(a.member)
+    a.account.limiter.confirm(a.member)
     recorded = rt.store.record_task(a.job_id, task_id, first_check_ms=int(first_check_delay(s) * 1000),
                                     timeout_ms=int(float(a.job["timeout"]) * 1000), source="create")
     if recorded == "duplicate":
@@ -110,9 +116,9 @@ def _submitted(a: Attempt, task_id: str) -> str:
 
 def _rate_limited(a: Attempt, exc: RateLimited) -> str:
     rt = a.rt
-    rt.limiter.release(a.job_id)
+    a.account.limiter.release(a.job_id)
     pause = exc.retry_after if exc.retry_after is not None else COOLDOWN_DEFAULT_S
-    rt.limiter.cool_down(pause)
+    a.account.limiter.cool_down(pause)
     rt.store.incr("upstream_429")
     rt.store.defer(a.job_id, a.token, delay_ms=int(jittered(pause, 1.0) * 1000), reason="429", error=exc.message)
     log.info("job %s: kie.ai answered 429; creates pause %.1f s", a.job_id, pause)
@@ -121,11 +127,11 @@ def _rate_limited(a: Attempt, exc: RateLimited) -> str:
 
 def _no_credits(a: Attempt, exc: InsufficientCredits) -> str:
     rt = a.rt
-    rt.limiter.release(a.job_id)
-    rt.limiter.pause(CREDIT_PAUSE_S)
+    a.account.limiter.release(a.job_id)
+    a.account.limiter.pause(CREDIT_PAUSE_S, "402")
     rt.store.incr("upstream_402")
-    log.error("kie.ai answered 402 (insufficient credits): submissions paused for %.0f s or until "
-              "`kie-queue resume`", CREDIT_PAUSE_S)
+    log.error("kie.ai answered 402 (insufficient credits): submissions of account %s paused for %.0f s or "
+              "until `kie-queue resume`", a.account.id, CREDIT_PAUSE_S)
     completion.fail(rt, a.app, a.job_id, fail_code=exc.code, fail_msg=exc.msg)
     return "failed"
 
@@ -133,7 +139,7 @@ def _no_credits(a: Attempt, exc: InsufficientCredits) -> str:
 def _unknown_outcome(a: Attempt, exc: UpstreamError) -> str:
     """The create may have made a (billed) task: never re-POST blindly."""
     rt, grace = a.rt, a.rt.settings.unknown_outcome_grace
-    rt.limiter.confirm(a.member)
+    a.account.limiter.confirm(a.member)
     rt.store.defer(a.job_id, a.token, delay_ms=int(grace * 1000), reason="unknown", error=exc.message,
                    count_error=True, outcome_unknown=True)
     rt.store.incr("creates_unknown_outcome")
@@ -145,8 +151,8 @@ def _unknown_outcome(a: Attempt, exc: UpstreamError) -> str:
 def _transient(a: Attempt, exc: UpstreamError) -> str:
     rt, s = a.rt, a.rt.settings
     if not isinstance(exc, TransportError):   # kie.ai answered: the request counts against the window
-        rt.limiter.confirm(a.member)
-    rt.limiter.release(a.job_id)
+        a.account.limiter.confirm(a.member)
+    a.account.limiter.release(a.job_id)
     errors = int(a.job.get("errors") or 0) + 1
     rt.store.incr("upstream_retryable_errors")
     if errors >= s.max_attempts:
@@ -163,7 +169,7 @@ def _transient(a: Attempt, exc: UpstreamError) -> str:
 
 def _refused(a: Attempt, exc: UpstreamError) -> str:
     rt = a.rt
-    rt.limiter.release(a.job_id)
+    a.account.limiter.release(a.job_id)
     rt.store.incr(f"upstream_{exc.code}")
     log.warning("job %s: kie.ai refused the create for good: %s", a.job_id, exc.message)
     completion.fail(rt, a.app, a.job_id, fail_code=exc.code, fail_msg=exc.msg)

@@ -100,13 +100,15 @@ class JobStore:
         return _decode(self._run("record_task", keys=[k.job(job_id), k.due_submit, k.due_check, k.task(task_id)],
                                  args=[job_id, task_id, first_check_ms, timeout_ms, source]))
 
-    def finish(self, job_id: str, state: str, outcome: dict, *, error: str = "") -> bool:
-        """Move to a terminal state; True for the one call that did it."""
+    def finish(self, job_id: str, state: str, outcome: dict, *, error: str = "", credits=None) -> bool:
+        """Move to a terminal state; True for the one call that did it.  ``credits`` (what the job
+        consumed, when known) is kept on the record as ``credits``."""
         if state not in TERMINAL:
             raise ValueError(f"finish: state must be one of {sorted(TERMINAL)}, got {state!r}")
         k = self.keys
         return self._run("finish", keys=[k.job(job_id), k.due_submit, k.due_check],
-                         args=[job_id, state, json.dumps(outcome), error]) == 1
+                         args=[job_id, state, json.dumps(outcome), error,
+                               "" if credits is None else repr(float(credits))]) == 1
 
     def record_callback(self, job_id: str, outcome: dict) -> tuple[str, int]:
         """Store a delivered callback's outcome (ignored once the job is terminal). Returns (state, deliveries)."""

@@ -3,13 +3,15 @@
 Each script file starts with a header comment naming its KEYS and ARGV.  Every script runs after
 one shared prologue that defines ``now`` (the Redis server's clock in ms, so hosts with skewed
 clocks agree) and the job-state sets of ``worker.store.states`` as Lua tables (``TERMINAL[state]``),
-so no script spells the clock or a list of states itself.  Files are read on first use, never at
-import.
+so no script spells the clock or a list of states itself.  A line ``-- include: NAME`` is replaced
+by ``lua/NAME.lua`` (a library of local functions shared by several scripts, e.g. ``fair.lua``).
+Files are read on first use, never at import.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from importlib.resources import files
 
 from . import states
@@ -32,10 +34,17 @@ def prologue() -> str:
     ]) + "\n"
 
 
+_INCLUDE = re.compile(r"^-- include: ([a-z_]+)$", re.MULTILINE)
+
+
+def _read(name: str) -> str:
+    return files(__package__).joinpath("lua", f"{name}.lua").read_text()
+
+
 @functools.lru_cache(maxsize=None)
 def source(name: str) -> str:
-    """The full text of script ``name`` (``lua/<name>.lua`` after the prologue)."""
-    return prologue() + files(__package__).joinpath("lua", f"{name}.lua").read_text()
+    """The full text of script ``name`` (``lua/<name>.lua`` after the prologue, includes expanded)."""
+    return prologue() + _INCLUDE.sub(lambda m: _read(m.group(1)), _read(name))
 
 
 class Scripts:

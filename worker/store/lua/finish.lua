@@ -1,12 +1,13 @@
 -- KEYS: 1 job, 2 due_submit, 3 due_check
--- ARGV: 1 job_id, 2 final_state, 3 outcome_json, 4 error ('' = none)
+-- ARGV: 1 job_id, 2 final_state, 3 outcome_json, 4 error ('' = none), 5 credits consumed ('' = unknown)
 -- Moves the job to a terminal state exactly once.  Returns 1 if this call did it, 0 if it already was.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return -1 end
 if TERMINAL[state] then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'outcome', ARGV[3], 'finished_at', now, 'updated_at', now)
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[4]) end
-redis.call('HDEL', KEYS[1], 'claim', 'claimed_until', 'sending_at', 'wait_reason')
+if ARGV[5] and ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'credits', ARGV[5]) end
+redis.call('HDEL', KEYS[1], 'claim', 'claimed_until', 'sending_at', 'wait_reason', 'grant')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1

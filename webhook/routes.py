@@ -192,7 +192,7 @@ def healthz():
 @bp.get("/metrics")
 def metrics():
     kie = _kie()
-    text = metrics_text.render(kie["store"], kie["limiter"])
+    text = metrics_text.render(kie["store"], kie["limiter"], kie.get("limiters", ()))
     return flask.Response(text, mimetype="text/plain; version=0.0.4")
 
 

@@ -488,3 +488,23 @@ def test_jittered():
     assert all(2.0 <= s <= 2.5 for s in samples)
     assert max(samples) - min(samples) > 0.4
     assert jittered(1.25, 0) == 1.25
+
+
+def test_status_shows_each_tenants_figures(r, prefix):
+    limiter = make(r, prefix, limit=3, window=5.0, max_in_flight=50, weights={"acme": 3}, caps={"beta": 1})
+    jobs = Jobs(r, prefix, limiter)
+    for i in range(4):
+        jobs.submit(f"a{i}", tenant="acme")
+    for i in range(2):
+        jobs.submit(f"b{i}", tenant="beta", priority=9)
+    limiter.pause(60, "low_credits: 3 < 50")
+    st = limiter.status()
+    assert st["account"] == account_id(API_KEY) and st["limit"] == 3 and st["window_seconds"] == 5.0
+    assert st["creates_in_window"] == 3 and st["in_flight"] == 3 and st["cap"] == 50 and st["waiting"] == 3
+    assert st["pause"]["reason"] == "low_credits: 3 < 50" and 59 < st["pause"]["seconds_left"] <= 60
+    assert st["cooldown"] is None
+    rows = {t["tenant"]: t for t in st["tenants"]}
+    assert rows["acme"] == {"tenant": "acme", "weight": 3.0, "cap": None, "waiting": 1, "in_flight": 3,
+                            "creates_in_window": 3, "granted_total": 3, "state": "ready"}
+    assert rows["beta"]["waiting"] == 2 and rows["beta"]["cap"] == 1 and rows["beta"]["creates_in_window"] == 0
+    assert API_KEY not in repr(st)

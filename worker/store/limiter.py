@@ -173,3 +173,59 @@ class Limiter:
             member = _text(member)
             out.append((member.split("/", 1)[0] if "/" in member else "", score / 1000.0))
         return out
+
+    def status(self) -> dict:
+        """This account's figures as every worker sees them now (for ``kie-queue limiter`` and metrics)::
+
+            {"account": "<hash>", "window_seconds": 10.0, "limit": 20, "creates_in_window": 7,
+             "waiting": 12, "in_flight": 40, "cap": 100,
+             "cooldown": {"reason": "429", "seconds_left": 0.8} | None,
+             "pause": {"reason": "402" | "low_credits: 3 < 50", "seconds_left": 291.0} | None,
+             "tenants": [{"tenant", "weight", "cap", "waiting", "in_flight", "creates_in_window",
+                          "granted_total", "state": "ready" | "at_cap" | "idle"}, ...]}
+
+        ``creates_in_window`` counts creates granted or sent in the last window (per tenant too);
+        ``waiting``: jobs in the ready queues (granted jobs not yet sent are in flight).
+        """
+        tenants = self.tenants()
+        sec, usec = self.redis.time()
+        now = sec * 1000 + usec // 1000
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(self.log_key, f"({now - self.window_ms}", "+inf")
+        pipe.zcount(self.inflight_key, f"({now}", "+inf")
+        pipe.pttl(self.cooldown_key)
+        pipe.pttl(self.paused_key)
+        pipe.get(self.paused_key)
+        pipe.zrange(self.keys.blocked_tenants(self.account), 0, -1)
+        pipe.hgetall(self.sched_key)
+        for t in tenants:
+            pipe.zcard(self.keys.ready_queue(self.account, t))
+            pipe.zcount(self.keys.tenant_inflight(self.account, t), f"({now}", "+inf")
+        entries, in_flight, cool_ms, pause_ms, pause_value, blocked, sched, *per = pipe.execute()
+        sched = {_text(k): _text(v) for k, v in sched.items()}
+        blocked = {_text(b) for b in blocked}
+        by_tenant: dict[str, int] = {}
+        for e in entries:
+            e = _text(e)
+            by_tenant[e.split("/", 1)[0]] = by_tenant.get(e.split("/", 1)[0], 0) + 1
+        rows = []
+        for i, t in enumerate(tenants):
+            waiting, t_in_flight = int(per[2 * i]), int(per[2 * i + 1])
+            cap = int(float(sched.get(f"cap:{t}") or 0)) or None
+            rows.append({"tenant": t, "weight": float(sched.get(f"w:{t}") or 1), "cap": cap, "waiting": waiting,
+                         "in_flight": t_in_flight, "creates_in_window": by_tenant.get(t, 0),
+                         "granted_total": int(sched.get(f"granted:{t}") or 0),
+                         "state": "at_cap" if t in blocked else ("ready" if f"m:{t}" in sched else "idle")})
+        return {
+            "account": self.account,
+            "window_seconds": self.window_ms / 1000.0,
+            "limit": self.limit,
+            "creates_in_window": len(entries),
+            "waiting": sum(r["waiting"] for r in rows),
+            "in_flight": int(in_flight),
+            "cap": self.max_in_flight,
+            "cooldown": {"reason": "429", "seconds_left": cool_ms / 1000.0} if cool_ms > 0 else None,
+            "pause": ({"reason": _text(pause_value) if _text(pause_value) not in (None, "1") else "402",
+                       "seconds_left": pause_ms / 1000.0} if pause_ms > 0 else None),
+            "tenants": rows,
+        }

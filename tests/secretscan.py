@@ -14,7 +14,8 @@ from pathlib import Path
 API_KEY = "sk-test-" + "a1b2c3d4e5f6a7b8"
 WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
 HMAC_KEY = "hmac-test-fedcba9876543210"
-SECRETS = (API_KEY, WEBHOOK_SECRET, HMAC_KEY)
+SECOND_API_KEY = "sk-test-tenant-" + "0f1e2d3c4b5a6978"   # a tenant's own account (KIE_API_KEY_<TENANT>)
+SECRETS = (API_KEY, WEBHOOK_SECRET, HMAC_KEY, SECOND_API_KEY)
 
 JOB_TOKEN = re.compile(r"token=[0-9a-f]{64}")
 

@@ -131,3 +131,38 @@ def test_two_accounts_each_run_at_their_own_limit_and_a_402_pauses_only_its_own(
     dep.sim("/_sim/accounts", "POST", json={"api_key": SECOND_API_KEY, "credits": 1000})
     dep.redis.delete(f"{dep.prefix}:sweep:reclaim")          # let the next sweep run its checks now
     assert all(r.get(timeout=60)["state"] == "success" for r in held_results)
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    d = Deployment(tmp_path_factory.mktemp("credits"), callbacks=True, hmac=False,
+                   sim_args=("--rate-limit", "2/1s", "--credits", "100", "--credits-per-task", "4"),
+                   extra_env={"KIE_RATE_LIMIT": "2/1s", "KIE_MIN_CREDITS": "60"})
+    try:
+        yield d.start(workers=1, concurrency=2, user_worker=False)
+    finally:
+        d.stop()
+
+
+def test_the_credit_guard_pauses_below_the_minimum_and_resumes_by_itself(guarded):
+    dep = guarded
+    tag = unique("guard").replace(" ", "-")
+    ids = [f"{tag}-{i:02d}" for i in range(16)]
+    results = {j: gen(dep, f"{j} prompt", job_id=j).apply_async() for j in ids}
+    paused = f"{dep.prefix}:rl:{account_id(API_KEY)}:paused"
+    wait_for(lambda: dep.redis.pttl(paused) > 0, 60, "the low-credit pause", interval=0.1)
+    assert dep.redis.get(paused).decode().startswith("low_credits: ")
+    # below the minimum nothing more goes out and nothing fails: the rest wait for credits
+    wait_for(lambda: all((dep.job(j) or {}).get("state") in ("succeeded", "accepted") for j in ids), 30,
+             "the jobs in flight to finish", interval=0.2)
+    done = [j for j in ids if dep.job(j)["state"] == "succeeded"]
+    waiting = [j for j in ids if dep.job(j)["state"] == "accepted"]
+    assert 10 <= len(done) < 16 and waiting
+    assert all(dep.job(j).get("wait_reason") == "paused" for j in waiting)
+    assert all(dep.job(j)["credits"] == "4.0" for j in done)        # what each job consumed stays on it
+    # credits are topped up: the sweep's next balance check resumes the account
+    dep.sim("/_sim/accounts", "POST", json={"api_key": API_KEY, "credits": 1000})
+    dep.redis.delete(f"{dep.prefix}:sweep:reclaim")
+    assert all(results[j].get(timeout=60)["state"] == "success" for j in ids)
+    assert dep.redis.pttl(paused) < 0
+    assert all(dep.job(j)["credits"] == "4.0" for j in ids)

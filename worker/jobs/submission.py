@@ -17,7 +17,8 @@ taskId                                 submitted; status checks start (:func:`_s
 429 (HTTP status or body code)         shared cool-down for every worker (``Retry-After`` if given,
                                        else 1 s) plus 0-1 s jitter; no error-retry spent
                                        (:func:`_rate_limited`)
-402 insufficient credits               this job fails; the account's submissions pause for 300 s,
+402 insufficient credits               this job fails (with ``KIE_MIN_CREDITS`` set: it waits
+                                       instead); the account's submissions pause for 300 s,
                                        lifted sooner by the sweep's credit check or
                                        ``kie-queue resume`` (:func:`_no_credits`)
 timeout / reset after sending,         outcome unknown (a task may exist and be billed): the job
@@ -130,6 +131,12 @@ def _no_credits(a: Attempt, exc: InsufficientCredits) -> str:
     a.account.limiter.release(a.job_id)
     a.account.limiter.pause(CREDIT_PAUSE_S, "402")
     rt.store.incr("upstream_402")
+    if rt.settings.min_credits is not None:
+        # the credit guard is on: the job waits for credits with the account's other jobs
+        rt.store.defer(a.job_id, a.token, delay_ms=int(CREDIT_PAUSE_S * 1000), reason="paused", error=exc.message)
+        log.error("kie.ai answered 402 (insufficient credits): submissions of account %s paused until the "
+                  "credit check sees credits again; job %s waits", a.account.id, a.job_id)
+        return "waiting:paused"
     log.error("kie.ai answered 402 (insufficient credits): submissions of account %s paused for %.0f s or "
               "until `kie-queue resume`", a.account.id, CREDIT_PAUSE_S)
     completion.fail(rt, a.app, a.job_id, fail_code=exc.code, fail_msg=exc.msg)

@@ -7,9 +7,11 @@ apart (per account), else the job record's ``submitted_at`` (the Redis clock, on
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
+import requests
 
 import worker.errors as errors
 from bench.schedule import max_in_window
@@ -75,6 +77,12 @@ def test_a_small_tenant_is_served_beside_a_big_backlog_at_its_fair_share(shared)
     stats = dep.sim_stats()
     assert stats["creates_rejected"].get("429", 0) == 0
     assert max_in_window(stats["create_accept_times"], 10.0) <= 20
+    # the per-tenant figures, as /metrics shows them
+    metrics = requests.get(dep.web_url + "/metrics", timeout=10).text
+    assert f'kie_tenant_granted_total{{account="{account}",tenant="B"}} 20' in metrics
+    waiting_a = re.search(rf'kie_tenant_waiting{{account="{account}",tenant="A"}} (\d+)', metrics)
+    assert waiting_a and int(waiting_a.group(1)) > 150
+    assert API_KEY not in metrics
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +166,9 @@ def test_the_credit_guard_pauses_below_the_minimum_and_resumes_by_itself(guarded
     done = [j for j in ids if dep.job(j)["state"] == "succeeded"]
     waiting = [j for j in ids if dep.job(j)["state"] == "accepted"]
     assert 10 <= len(done) < 16 and waiting
-    assert all(dep.job(j).get("wait_reason") == "paused" for j in waiting)
+    assert not any(dep.job(j).get("task_id") for j in waiting)
+    assert dep.sim_stats()["creates_accepted"] == len(done)         # nothing was sent for the waiting ones
+    assert int(dep.redis.hget(f"{dep.prefix}:metrics", "jobs_failed") or 0) == 0
     assert all(dep.job(j)["credits"] == "4.0" for j in done)        # what each job consumed stays on it
     # credits are topped up: the sweep's next balance check resumes the account
     dep.sim("/_sim/accounts", "POST", json={"api_key": API_KEY, "credits": 1000})

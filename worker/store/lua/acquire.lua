@@ -53,7 +53,7 @@ for _, g in ipairs(granted) do
   end
 end
 if mine then return {1, 0, 'ok', mine} end
-if reason == 'idle' then reason = 'fair' end
+if reason == 'idle' then reason = (call('ZSCORE', BLOCKED, tenant) and 'tenant_cap') or 'fair' end
 if call('HGET', KEYS[5], 'claim') == ARGV[9] then
   call('HSET', KEYS[5], 'state', 'accepted', 'wait_reason', reason, 'updated_at', now)
   call('HDEL', KEYS[5], 'claim', 'claimed_until', 'sending_at')

@@ -104,7 +104,7 @@ local function grant_now(maxn, suffix)
     local tenant = string.sub(member, 14)
     local q, tin = A .. ':q:' .. tenant, A .. ':tin:' .. tenant
     local cap = tonumber(call('HGET', SCHED, 'cap:' .. tenant) or '0')
-    if cap > 0 then call('ZREMRANGEBYSCORE', tin, '-inf', now) end
+    call('ZREMRANGEBYSCORE', tin, '-inf', now)   -- lapsed leases (a release that never came)
     local popped = call('ZPOPMIN', q)
     if #popped == 0 or (cap > 0 and call('ZCARD', tin) >= cap) then
       if #popped > 0 then call('ZADD', q, popped[2], popped[1]) end

@@ -275,7 +275,7 @@ def run_baseline(args, rate: RateLimit, workroot: Path, per_worker_rate: float, 
 
 def deadline_s(args, rate: RateLimit) -> float:
     """A bound on one scenario: 3× the shortest span of the batch plus a minute."""
-    return 3 * rate.shortest_span(args.jobs) + 60
+    return 3 * shortest_span(rate.limit, rate.window, args.jobs) + 60
 
 
 # ------------------------------------------------------------------------------------------ table

@@ -117,6 +117,15 @@ local function grant_now(maxn, suffix)
       end
       skips = skips + 1
       if skips > 32 then reason = 'tenant_cap'; break end
+    elseif call('HGET', JOB .. popped[1], 'state') ~= 'accepted' and popped[1] ~= SELF then
+      -- finished (or being tried by another worker, which queues it again) while it waited: it is
+      -- dropped, and costs neither budget nor the tenant's turn
+      if call('ZCARD', q) == 0 then
+        call('ZREM', TENANTS, member)
+        call('HDEL', SCHED, 'm:' .. tenant)
+      end
+      skips = skips + 1
+      if skips > 32 then break end
     else
       local job_id = popped[1]
       local weight = tonumber(call('HGET', SCHED, 'w:' .. tenant) or '1')
@@ -125,17 +134,12 @@ local function grant_now(maxn, suffix)
       call('ZREM', TENANTS, member)
       call('HDEL', SCHED, 'm:' .. tenant)
       if call('ZCARD', q) > 0 then activate(tenant, finish) end
-      if call('HGET', JOB .. job_id, 'state') == 'accepted' or job_id == SELF then
-        local entry = tenant .. '/' .. job_id .. ':' .. suffix .. tostring(#out)
-        call('ZADD', LOG, now, entry)
-        call('ZADD', INFLIGHT, now + LEASE, job_id)
-        call('ZADD', tin, now + LEASE, job_id)
-        call('HINCRBY', SCHED, 'granted:' .. tenant, 1)
-        out[#out + 1] = {job_id, entry, tenant}
-      else
-        skips = skips + 1     -- finished while it waited: it costs no budget
-        if skips > 32 then break end
-      end
+      local entry = tenant .. '/' .. job_id .. ':' .. suffix .. tostring(#out)
+      call('ZADD', LOG, now, entry)
+      call('ZADD', INFLIGHT, now + LEASE, job_id)
+      call('ZADD', tin, now + LEASE, job_id)
+      call('HINCRBY', SCHED, 'granted:' .. tenant, 1)
+      out[#out + 1] = {job_id, entry, tenant}
     end
   end
   call('PEXPIRE', LOG, WINDOW * 2 + 60000)

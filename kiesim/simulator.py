@@ -459,8 +459,10 @@ class Simulator:
         result = post_callback(url, body, headers, timeout)
 
         now = time.time()
+        retry_at = None if manual or result.ok or attempt > retries else now + retry_delay * 2 ** (attempt - 1)
         entry = {"taskId": task_id, "status": result.status, "attempt": attempt,
-                 "delivery": "manual" if manual else delivery, "time": now, "error": result.error}
+                 "delivery": "manual" if manual else delivery, "time": now, "error": result.error,
+                 "retry_at": retry_at}  # None: this delivery gets no further attempt
         with self._lock:
             if self.tasks.get(task_id) is not task:  # reset while the POST was in flight
                 return result
@@ -468,9 +470,8 @@ class Simulator:
             task.deliveries.append(entry)
         if manual:
             return result
-        if not result.ok and attempt <= retries:
-            self._scheduler.call_at(now + retry_delay * 2 ** (attempt - 1),
-                                    functools.partial(self._deliver, task_id, delivery, attempt + 1))
+        if retry_at is not None:
+            self._scheduler.call_at(retry_at, functools.partial(self._deliver, task_id, delivery, attempt + 1))
         if delivery == 0 and attempt == 1:
             for k in range(1, duplicates + 1):
                 self._scheduler.call_at(now + DUPLICATE_GAP * k, functools.partial(self._deliver, task_id, k, 1))

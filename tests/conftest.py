@@ -57,6 +57,26 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """moto's standalone S3 API server on a free loopback port, for the whole session (started on first use)."""
+    from s3support import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_auth_server(tmp_path_factory):
+    """A second moto server, one that checks credentials (see ``s3support.AuthMotoServer``)."""
+    from s3support import AuthMotoServer
+
+    server = AuthMotoServer(tmp_path_factory.mktemp("moto-auth") / "moto.log")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def r():
     """A client of the unit tests' Redis database."""

@@ -8,7 +8,8 @@ import flask
 import redis
 
 from worker.celery_conf import producer
-from worker.redact import install_log_redaction
+from worker import tracing
+from worker.logs import install as install_logs
 from worker.settings import Settings
 from worker.store.jobstore import JobStore
 from worker.store.limiter import Limiter
@@ -34,7 +35,9 @@ def build_app(settings: Settings | None = None) -> flask.Flask:
         "celery": producer(s, "kie_queue_webhook"),   # sends tasks by name: the web process imports no task code
     }
     _log_handler()
-    install_log_redaction(s.secrets(), logger=logging.getLogger())
+    for name in ("", "gunicorn.error", "gunicorn.access"):   # the app's records, and gunicorn's own loggers
+        install_logs(logging.getLogger(name), s.secrets(), s.log_format)
+    tracing.setup(s, "kie-queue-webhook", flask_app=app)
     app.register_blueprint(routes.bp)
     routes.register_error_handlers(app)
     return app

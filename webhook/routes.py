@@ -33,13 +33,14 @@ import flask
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from worker import task_names
+from worker import task_names, tracing
 from worker.errors import WebhookRejected
 from worker.kie.schemas import parse_callback
+from worker.results.storage.health import health as storage_health
 from worker.store.states import TERMINAL
 from worker.tokens import CALLBACK_PATH
 
-from . import metrics as metrics_text
+from worker.store import exposition
 from .verify import check_job_token, check_signature, check_task
 
 log = logging.getLogger("kie_queue.webhook")
@@ -57,6 +58,23 @@ def _answer(http_status: int, **body):
 def _count(outcome: str) -> None:
     try:
         _kie()["store"].incr(f"callbacks_{outcome}")
+    except Exception:  # noqa: BLE001 - metrics must never break an answer
+        pass
+
+
+def _traced_waiter(store, job_id: str) -> dict | None:
+    """A parked waiter of the job (its stored trace context), read only when tracing is on."""
+    if not tracing.enabled():
+        return None
+    return next(iter(store.waiters(job_id).values()), None)
+
+
+def _observe_delay(complete_time) -> None:
+    """kie.ai's completion (``completeTime``, epoch ms) → now, when the callback carries it."""
+    if not isinstance(complete_time, (int, float)) or complete_time <= 0:
+        return
+    try:
+        _kie()["store"].metrics.since("kie_callback_delay_seconds", complete_time)
     except Exception:  # noqa: BLE001 - metrics must never break an answer
         pass
 
@@ -120,8 +138,13 @@ def callback(job_id: str):
     if state in TERMINAL:
         _count("duplicate")
         return _answer(200, status="ignored", detail="job already finished")
-    kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
+    with tracing.job_span("kie.callback", _traced_waiter(store, job_id), **{"kie.job_id": job_id,
+                                                                            "kie.task_id": outcome.task_id}):
+        kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
     _count("accepted")
+    _observe_delay(outcome.complete_time)
+    log.info("callback for job %s recorded (delivery %d); kie.complete sent", job_id, deliveries,
+             extra={"event": "callback_recorded", "job_id": job_id, "upstream_task_id": outcome.task_id})
     return _answer(202, status="accepted", deliveries=deliveries)
 
 
@@ -186,14 +209,18 @@ def healthz():
     except Exception as exc:  # noqa: BLE001
         checks["broker"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return _answer(200 if ok else 503, status="ok" if ok else "unavailable", checks=checks)
+    # reported, not counted: callbacks are recorded without storage, so a storage outage must not take
+    # the webhook out of its load balancer (``status`` says "degraded")
+    checks["storage"] = storage_health(kie["settings"])
+    status = "unavailable" if not ok else ("ok" if checks["storage"] == "ok" else "degraded")
+    return _answer(200 if ok else 503, status=status, checks=checks)
 
 
 @bp.get("/metrics")
 def metrics():
     kie = _kie()
-    text = metrics_text.render(kie["store"], kie["limiter"], kie.get("limiters", ()))
-    return flask.Response(text, mimetype="text/plain; version=0.0.4")
+    return flask.Response(exposition.render(kie["store"], kie["limiter"], kie.get("limiters", ())),
+                          content_type=exposition.CONTENT_TYPE)
 
 
 @bp.get("/openapi.yaml")

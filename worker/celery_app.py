@@ -4,7 +4,10 @@
 first needs it: the defaults are a promise (``add_defaults`` with a callable), built from
 ``worker.settings`` and ``worker.celery_conf`` (the safe defaults, shared with producers) plus what
 only workers need: the beat schedule, the task module, the due-queue pump bootstep.  A worker that
-starts with settings undoing the safe defaults logs a warning.
+starts with settings undoing the safe defaults logs a warning; one whose result storage cannot work
+(missing bucket, bad credentials) does not start.  Celery's logging signals hand every handler it sets
+up to ``worker.logs`` (JSON or text, always redacted), and ``task_prerun`` binds each task's job id
+and Celery task id for the records it logs.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import logging
 from celery import Celery, signals
 
 from . import task_names
-from .bootsteps import DuePump
-from .celery_conf import shared_conf, unsafe_settings
+from .bootsteps import DuePump, MetricsEndpoint
+from .celery_conf import SOFT_SHUTDOWN_S, shared_conf, unsafe_settings
 
 log = logging.getLogger("kie_queue")
 
@@ -27,6 +30,7 @@ def _defaults() -> dict:
     return {
         **shared_conf(s),
         "task_create_missing_queues": True,
+        "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_S,
         "result_expires": 7 * 86400,
         "result_extended": True,
         "beat_schedule": {
@@ -44,6 +48,7 @@ def create_app() -> Celery:
     celery = Celery("kie_queue")
     celery.add_defaults(_defaults)
     celery.steps["worker"].add(DuePump)
+    celery.steps["worker"].add(MetricsEndpoint)
     return celery
 
 
@@ -52,16 +57,70 @@ app = create_app()
 
 @signals.worker_init.connect
 def _on_worker_init(sender=None, **_):
+    _refuse_unusable_storage()
     bad = unsafe_settings(app.conf)
     if bad:
         log.warning("kie-queue: configuration undoes safe defaults (%s): jobs may run twice or be lost",
                     ", ".join(bad))
 
 
-@signals.after_setup_logger.connect
-@signals.after_setup_task_logger.connect
-def _redact_logs(logger=None, **_):
-    from .redact import install_log_redaction
+def _refuse_unusable_storage() -> None:
+    """Stop the worker before it consumes anything when ``kie.download`` could never store a file
+    (missing bucket, bad credentials, unwritable folder): the message names the variable to fix.
+    A storage that is only briefly unreachable does not stop it (downloads retry)."""
+    from .results.storage.health import startup_problem
     from .settings import settings
 
-    install_log_redaction(settings().secrets(), logger=logger)
+    problem = startup_problem(settings())
+    if problem is not None:
+        # Logging is not set up yet at worker_init, so the message goes to stderr with the exit.
+        # SystemExit, not an exception: Celery's signal dispatch logs and swallows exceptions.
+        raise SystemExit(f"kie-queue: cannot start: result storage unusable: {problem.message}")
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _setup_logs(logger=None, **_):
+    """Every log handler Celery sets up (worker, beat, task logger): redacted, JSON unless on a terminal."""
+    from .logs import install
+    from .settings import settings
+
+    s = settings()
+    install(logger, s.secrets(), s.log_format)
+
+
+@signals.celeryd_init.connect
+def _json_from_the_start(instance=None, **_):
+    """With JSON logs, a worker's stderr holds nothing else: no start-up banner (many lines of text on
+    stdout; its facts are logged as records: hostname and 'ready.', queues, concurrency), and the warnings
+    Python prints before Celery sets up logging (e.g. "running as root") become JSON records too."""
+    from .logs import early_json
+    from .settings import settings
+
+    s = settings()
+    if early_json(s.secrets(), s.log_format) and instance is not None:
+        instance.quiet = True
+
+
+@signals.worker_process_init.connect
+def _tracing(**_):
+    """OpenTelemetry in each pool process, when configured (the exporters are not fork-safe)."""
+    from .settings import settings
+    from .tracing import setup
+
+    setup(settings(), "kie-queue-worker")
+
+
+@signals.task_prerun.connect
+def _bind_log_context(task_id=None, task=None, args=None, kwargs=None, **_):
+    """The job id and Celery task id of the task about to run, on every record it logs."""
+    from .logs import bind_task
+
+    bind_task(getattr(task, "name", ""), task_id, args, kwargs)
+
+
+@signals.task_postrun.connect
+def _clear_log_context(**_):
+    from .logs import clear
+
+    clear()

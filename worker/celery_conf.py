@@ -10,13 +10,19 @@
 A broker ``visibility_timeout`` of ``VISIBILITY_TIMEOUT`` seconds sits far above every countdown
 (< 2 s) and run time (< 1 min) the project uses, so the Redis broker does not redeliver running
 tasks, yet a message held by a worker that died returns within minutes, not hours (jobs themselves
-never wait on it: they are in the job store).  :func:`producer` builds the send-only app the web
+never wait on it: they are in the job store).  Task events are on (``worker_send_task_events``,
+``task_send_sent_event``), so Flower and ``celery events`` show every task without ``-E``.
+:func:`producer` builds the send-only app the web
 process uses (it imports no task code).  Nothing here reads configuration at import.
 """
 
 from __future__ import annotations
 
 VISIBILITY_TIMEOUT = 600
+SOFT_SHUTDOWN_S = 45
+"""How long a stopping worker lets running tasks finish when a cold shutdown is asked for (Celery's soft
+shutdown: ``REMAP_SIGTERM=SIGQUIT`` makes SIGTERM ask for one).  Below the 60 s every deploy file gives a
+process to stop; tasks still running then are handed back to the broker."""
 SAFE = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
@@ -39,6 +45,10 @@ def shared_conf(s) -> dict:
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         "broker_connection_retry_on_startup": True,
+        # task events for monitors (Flower, `celery events`): workers report received/started/succeeded/
+        # failed/retried, producers report sent (a few small messages per task on the broker's event exchange)
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         **SAFE,
     }
 

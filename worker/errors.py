@@ -263,6 +263,34 @@ class DownloadError(KieQueueError):
         return f"download {'failed' if self.transient else 'refused'} for {self.url}: {self.reason}"
 
 
+class StorageError(KieQueueError):
+    """The result storage (local folder or S3 bucket) refused or failed an operation.
+
+    ``transient`` is True for failures worth retrying (5xx, throttling, timeouts, connection errors);
+    ``variable`` names the setting a user should look at (``KIE_STORAGE_URL``, ``AWS_ACCESS_KEY_ID`` ...)
+    when the failure is one of configuration.  ``reason`` never holds a credential.
+    """
+
+    def __init__(self, reason: str, transient: bool = False, variable: str | None = None):
+        super().__init__(reason, transient, variable)
+
+    @property
+    def reason(self) -> str:
+        return self.args[0]
+
+    @property
+    def transient(self) -> bool:
+        return bool(self.args[1]) if len(self.args) > 1 else False
+
+    @property
+    def variable(self) -> str | None:
+        return self.args[2] if len(self.args) > 2 else None
+
+    @property
+    def message(self) -> str:
+        return f"storage {'unavailable' if self.transient else 'error'}: {self.reason}"
+
+
 class WebhookRejected(KieQueueError):
     """Base of the webhook verification failures (each maps to one HTTP status)."""
 

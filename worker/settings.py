@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import math
 import os
 import re
@@ -79,6 +80,73 @@ def parse_tenant_map(text: str | None, variable: str, *, integer: bool, allow_st
             raise ConfigError(variable, f"{name}: must be a positive number up to 1000000, got {raw!r}")
         out[name] = value
     return out
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+STORAGE_FORMS = "file:///absolute/path, a relative path like ./kie-output, or s3://bucket/prefix"
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageLocation:
+    """Where ``kie.download`` keeps files: a local folder (``scheme == "file"``) or an S3 bucket and prefix.
+
+    ``variable`` is the environment variable it came from (``KIE_STORAGE_URL`` or its alias
+    ``KIE_STORAGE_DIR``), so start-up checks can name it.  ``path`` is absolute (resolved against the
+    current directory when parsed); ``prefix`` has no leading or trailing ``/`` (``""`` for none).
+    """
+
+    scheme: str
+    path: str | None = None
+    bucket: str | None = None
+    prefix: str = ""
+    variable: str = "KIE_STORAGE_URL"
+
+    @property
+    def url(self) -> str:
+        """The canonical form: ``file:///abs/path`` or ``s3://bucket/prefix``."""
+        if self.scheme == "file":
+            return "file://" + urllib.parse.quote(self.path)
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    @classmethod
+    def parse(cls, text: str, variable: str = "KIE_STORAGE_URL") -> "StorageLocation":
+        """Parse one of ``file:///abs/path``, ``relative/path``, ``/abs/path`` or ``s3://bucket/prefix``."""
+        raw = (text or "").strip()
+        if not raw:
+            raise ConfigError(variable, f"expected {STORAGE_FORMS}, got an empty value")
+        if "://" not in raw:
+            return cls("file", path=os.path.abspath(raw), variable=variable)
+        scheme = raw.split("://", 1)[0].lower()
+        try:
+            parts = urllib.parse.urlsplit(raw)
+        except ValueError:
+            raise ConfigError(variable, f"expected {STORAGE_FORMS}, got a malformed URL") from None
+        if parts.query or parts.fragment:
+            raise ConfigError(variable, "a storage URL takes no ?query or #fragment")
+        if "@" in parts.netloc:
+            # never echo it: the part before '@' is most likely a credential
+            raise ConfigError(variable, "credentials do not belong in the storage URL: use AWS_ACCESS_KEY_ID / "
+                                        "AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE) or an instance role")
+        if scheme == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise ConfigError(variable, f"a file URL needs an absolute path, file:///abs/path, got {raw!r} "
+                                            f"(a relative folder is written without file://)")
+            path = urllib.parse.unquote(parts.path)
+            if not path.startswith("/"):
+                raise ConfigError(variable, f"a file URL needs an absolute path, file:///abs/path, got {raw!r}")
+            return cls("file", path=os.path.normpath(path), variable=variable)
+        if scheme == "s3":
+            bucket = parts.netloc
+            if not _BUCKET_RE.match(bucket) or ".." in bucket or re.match(r"^\d+\.\d+\.\d+\.\d+$", bucket):
+                raise ConfigError(variable, f"bucket names are 3-63 lower-case letters, digits, '.' or '-', "
+                                            f"starting and ending with a letter or digit, got {bucket!r}")
+            prefix = parts.path.strip("/")
+            if prefix and (len(prefix) > 512 or any(seg in (".", "..") or not _PREFIX_SEGMENT_RE.match(seg)
+                                                    for seg in prefix.split("/"))):
+                raise ConfigError(variable, f"the key prefix must be '/'-separated segments of [A-Za-z0-9._-] "
+                                            f"(no empty, '.' or '..' segment, at most 512 characters), "
+                                            f"got {parts.path!r}")
+            return cls("s3", bucket=bucket, prefix=prefix, variable=variable)
+        raise ConfigError(variable, f"expected {STORAGE_FORMS}, got scheme {scheme!r}")
 
 
 def _secret_field():
@@ -98,7 +166,11 @@ class Settings:
     rate_limit: RateLimit = RateLimit(20, 10.0)
     max_in_flight: int = 100
     job_timeout: float = 900.0
-    storage_dir: str = "./kie-output"
+    storage_dir: str | None = "./kie-output"
+    storage: StorageLocation = dataclasses.field(default_factory=lambda: StorageLocation.parse("./kie-output"))
+    s3_endpoint_url: str | None = None
+    storage_presign_seconds: int | None = None
+    aws_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     download_allow_hosts: tuple[str, ...] = ()
     key_prefix: str = "kie"
     queue: str = "celery"
@@ -140,6 +212,10 @@ class Settings:
         """Every configured key, ``KIE_API_KEY`` first (each one an account), without repeats."""
         keys = [self.api_key] if self.api_key else []
         return keys + sorted({k for _, k in self.tenant_api_keys if k not in keys})
+    log_format: str | None = None      # json | text; None: JSON unless stderr is a terminal (worker.logs)
+    metrics_port: int | None = None    # a worker serves the deployment's /metrics on this port too
+    otel: bool = False                 # OpenTelemetry tracing (worker.tracing)
+    otel_jsonl: str | None = None      # also write spans as JSON lines to this file
 
     @property
     def webhook_secret(self) -> str | None:
@@ -148,7 +224,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction (including passwords inside service URLs)."""
-        vals = [self.api_key, self.webhook_hmac_key, *self.webhook_secrets, *(k for _, k in self.tenant_api_keys)]
+        vals = [self.api_key, self.webhook_hmac_key, *self.webhook_secrets, *self.aws_secrets,
+                *(k for _, k in self.tenant_api_keys)]
         for u in (self.redis_url, self.broker_url, self.result_backend):
             password = urllib.parse.urlsplit(u).password if u else None
             if password:
@@ -205,6 +282,14 @@ class Settings:
                 return False
             raise ConfigError(name, f"expected true or false, got {raw!r}")
 
+        def port(name: str) -> int | None:
+            if get(name) is None:
+                return None
+            value = int(number(name, 0, int, 1))
+            if value > 65535:
+                raise ConfigError(name, f"expected a TCP port (1-65535), got {get(name)!r}")
+            return value
+
         def url(name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
             raw = get(name, default)
             if raw is None:
@@ -228,6 +313,14 @@ class Settings:
         queue = get("KIE_QUEUE", "celery")
         if not re.match(r"^[A-Za-z0-9_.:-]{1,200}$", queue):
             raise ConfigError("KIE_QUEUE", f"expected a queue name of letters, digits or _.:-, got {queue!r}")
+        log_format = get("KIE_LOG_FORMAT")
+        if log_format is not None and log_format.lower() not in ("json", "text"):
+            raise ConfigError("KIE_LOG_FORMAT", f"expected json or text, got {log_format!r}")
+        otel_configured = (get("OTEL_TRACES_EXPORTER", "none").lower() != "none"
+                           or get("OTEL_EXPORTER_OTLP_ENDPOINT") is not None or get("KIE_OTEL_JSONL") is not None)
+        otel = flag("KIE_OTEL", otel_configured)
+        if otel and importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise ConfigError("KIE_OTEL", "tracing needs the otel extra: pip install 'kie-queue[otel]'")
         allow = tuple(h.strip() for h in (get("KIE_DOWNLOAD_ALLOW_HOSTS") or "").split(",") if h.strip())
         tenant_keys = {}
         for name in env:
@@ -238,6 +331,15 @@ class Settings:
                                             "with -, . and : written as _ (letters, digits, _)")
                 tenant_keys[suffix] = get(name)
         min_credits = get("KIE_MIN_CREDITS")
+        storage, storage_dir = _storage_location(get("KIE_STORAGE_URL"), get("KIE_STORAGE_DIR"))
+        presign = number("KIE_STORAGE_PRESIGN_SECONDS", 0, int, 0) or None
+        if presign is not None:
+            if presign > 7 * 86400:
+                raise ConfigError("KIE_STORAGE_PRESIGN_SECONDS", f"S3 signatures last at most 604800 s (7 days), "
+                                                                 f"got {presign}")
+            if storage.scheme != "s3":
+                raise ConfigError("KIE_STORAGE_PRESIGN_SECONDS", f"presigned URLs need s3:// storage, but "
+                                                                 f"{storage.variable} is {storage.url!r}")
         return cls(
             api_key=get("KIE_API_KEY"),
             base_url=url("KIE_BASE_URL", "https://api.kie.ai", ("http", "https")).rstrip("/"),
@@ -250,7 +352,11 @@ class Settings:
             rate_limit=RateLimit.parse(get("KIE_RATE_LIMIT", "20/10s")),
             max_in_flight=int(number("KIE_MAX_IN_FLIGHT", 100, int, 1)),
             job_timeout=number("KIE_JOB_TIMEOUT", 900.0, float, 1),
-            storage_dir=get("KIE_STORAGE_DIR", "./kie-output"),
+            storage_dir=storage_dir,
+            storage=storage,
+            s3_endpoint_url=url("KIE_S3_ENDPOINT_URL", None, ("http", "https")),
+            storage_presign_seconds=int(presign) if presign else None,
+            aws_secrets=tuple(v for v in (get("AWS_SECRET_ACCESS_KEY"), get("AWS_SESSION_TOKEN")) if v),
             download_allow_hosts=allow,
             key_prefix=prefix,
             queue=queue,
@@ -272,7 +378,30 @@ class Settings:
                                                         integer=True, allow_star=True).items()),
             tenant_api_keys=tuple(sorted(tenant_keys.items())),
             min_credits=None if min_credits is None else number("KIE_MIN_CREDITS", 0.0, float, 0),
+            log_format=log_format.lower() if log_format else None,
+            otel=otel,
+            metrics_port=port("KIE_METRICS_PORT"),
+            otel_jsonl=get("KIE_OTEL_JSONL"),
         )
+
+
+def _storage_location(url_value: str | None, dir_value: str | None) -> tuple[StorageLocation, str | None]:
+    """``KIE_STORAGE_URL`` and its alias ``KIE_STORAGE_DIR``: one of them, or both naming the same place.
+
+    Returns the location and the local folder as written (``storage_dir``; None for object storage).
+    """
+    if url_value is None and dir_value is None:
+        return StorageLocation.parse("./kie-output", "KIE_STORAGE_URL"), "./kie-output"
+    by_url = StorageLocation.parse(url_value, "KIE_STORAGE_URL") if url_value is not None else None
+    by_dir = StorageLocation.parse(dir_value, "KIE_STORAGE_DIR") if dir_value is not None else None
+    if by_url and by_dir and by_url.url != by_dir.url:
+        raise ConfigError("KIE_STORAGE_URL", f"and its alias KIE_STORAGE_DIR name different places "
+                                             f"({by_url.url!r} and {by_dir.url!r}): set only KIE_STORAGE_URL")
+    location = by_url or by_dir
+    if location.scheme != "file":
+        return location, None
+    raw = url_value if by_url else dir_value
+    return location, (location.path if "://" in raw else raw)
 
 
 def _mask_url(raw: str) -> str:

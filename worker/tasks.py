@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from . import task_names
+from . import task_names, tracing
 from .celery_app import app
 from .errors import InvalidInput
 from .jobs import checking, completion, parking, submission
@@ -49,7 +49,7 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
         store.incr("jobs_rejected")
         raise
     job_id = job_id or self.request.id
-    parked = parking.capture(self.request)
+    parked = tracing.carry(parking.capture(self.request))
     if store.waiter_done(job_id, self.request.id):
         # A redelivery of a call already finished: restore its final state, run nothing.
         completion.repair_waiter(rt, app, job_id, parked)

@@ -47,7 +47,7 @@ class Deployment:
             "KIE_API_KEY": API_KEY,
             "KIE_KEY_PREFIX": self.prefix,
             "KIE_QUEUE": self.queue,
-            "KIE_STORAGE_DIR": str(workdir / "output"),
+            "KIE_STORAGE_URL": str(workdir / "output"),
             "KIE_DOWNLOAD_ALLOW_HOSTS": "127.0.0.1",
             "KIE_USER_QUEUE": self.user_queue,
             **(extra_env or {}),
@@ -82,13 +82,15 @@ class Deployment:
         self.producer = producer(self.broker_url, self.queue)
         return self
 
-    def start_user_worker(self):
+    def start_user_worker(self, queue: str | None = None, env: dict | None = None, name: str = "userworker"):
+        """The other team's worker (``tests/e2e/userapp.py``) on ``queue`` (default ``user_queue``)."""
         import sys
         celery = str(Path(sys.executable).with_name("celery"))
-        proc, log = self.stack.spawn("userworker", [celery, "-A", "tests.e2e.userapp", "worker", "--loglevel", "INFO",
-                                                    "--concurrency", "1", "-Q", self.user_queue,
-                                                    "--hostname", f"user-{self.name}@%h", "--without-gossip",
-                                                    "--without-mingle"])
+        queue = queue or self.user_queue
+        proc, log = self.stack.spawn(name, [celery, "-A", "tests.e2e.userapp", "worker", "--loglevel", "INFO",
+                                            "--concurrency", "1", "-Q", queue,
+                                            "--hostname", f"{name}-{self.name}@%h", "--without-gossip",
+                                            "--without-mingle"], env=env)
         wait_for(lambda: "ready." in log.read_text(errors="replace"), 60, "user worker", interval=0.1, proc=proc,
                  log_path=log)
 

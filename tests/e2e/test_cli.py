@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REDIS_URL, ROOT, Deployment, unique
+from harness import REDIS_URL, ROOT, unique
 
 KIE = str(Path(sys.executable).with_name("kie-queue"))
 
@@ -32,6 +32,31 @@ def test_demo_runs_a_batch_end_to_end(tmp_path):
             assert "succeeded" in line
 
 
+def test_demo_stores_results_in_s3(tmp_path, moto_server):
+    from s3support import aws_env
+    bucket = moto_server.new_bucket()
+    done = subprocess.run([KIE, "demo", "--jobs", "3", "--concurrency", "2", "--workdir", str(tmp_path / "demo"),
+                           "--storage", f"s3://{bucket}/demo"],
+                          env=_env({"REDIS_URL": REDIS_URL, **aws_env(moto_server.endpoint)}), capture_output=True,
+                          text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "all 3 jobs succeeded" in done.stdout and f"images in s3://{bucket}/demo" in done.stdout
+    keys = [o["Key"] for o in moto_server.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert len(keys) == 3 and all(k.startswith("demo/demo-") and k.endswith("/0.png") for k in keys)
+    assert sum(f"s3://{bucket}/{k}" in done.stdout for k in keys) == 3      # the table shows where each went
+
+
+def test_demo_with_a_missing_bucket_says_so_before_starting_anything(tmp_path, moto_server):
+    from s3support import aws_env
+    done = subprocess.run([KIE, "demo", "--jobs", "1", "--workdir", str(tmp_path / "demo"),
+                           "--storage", "s3://kie-no-such-demo-bucket"],
+                          env=_env({"REDIS_URL": REDIS_URL, **aws_env(moto_server.endpoint)}), capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--storage" in done.stderr and "'kie-no-such-demo-bucket' does not exist" in done.stderr
+    assert "starting services" not in done.stdout
+
+
 def test_demo_exits_non_zero_when_jobs_fail(tmp_path):
     done = subprocess.run([KIE, "demo", "--jobs", "3", "--concurrency", "1", "--fail-rate", "1",
                            "--workdir", str(tmp_path / "demo")],
@@ -41,13 +66,7 @@ def test_demo_exits_non_zero_when_jobs_fail(tmp_path):
     assert "3 of 3 jobs did not succeed" in done.stderr
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("cli"), callbacks=False, hmac=False)
-    try:
-        yield d.start(concurrency=2, user_worker=False)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(callbacks=False, hmac=False, start=dict(concurrency=2, user_worker=False))
 
 
 def test_submit_wait_prints_the_result_and_status_shows_the_record(dep):

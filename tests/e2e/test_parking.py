@@ -10,17 +10,11 @@ import pytest
 from celery import chain, chord, group
 
 import worker.errors as errors
-from harness import Deployment, unique
+from harness import unique
 from worker.cli.stack import wait_for
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("parking"), callbacks=True, hmac=False)
-    try:
-        yield d.start(concurrency=3)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(callbacks=True, hmac=False, start=dict(concurrency=3))
 
 
 def _tag(name):

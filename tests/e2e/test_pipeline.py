@@ -9,17 +9,11 @@ import os
 import pytest
 
 import worker.errors as errors
-from harness import Deployment, unique
+from harness import unique
 from worker.cli.stack import wait_for
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("pipeline"), callbacks=True, hmac=True)
-    try:
-        yield d.start(concurrency=3)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(callbacks=True, hmac=True, start=dict(concurrency=3))
 
 
 def test_chain_sent_by_name_reaches_user_task_with_downloaded_files(dep):

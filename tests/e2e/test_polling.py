@@ -4,16 +4,10 @@ and a job with no outcome before its timeout fails with GenerationTimeout."""
 import pytest
 
 import worker.errors as errors
-from harness import Deployment, unique
+from harness import unique
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("polling"), callbacks=False, hmac=False)
-    try:
-        yield d.start(concurrency=2)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(callbacks=False, hmac=False, start=dict(concurrency=2))
 
 
 def test_jobs_complete_by_polling_without_any_webhook(dep):

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from harness import AMQP_URL, Deployment, unique
+from harness import AMQP_URL, unique
 
 
 def _rabbit_up() -> bool:
@@ -18,13 +18,7 @@ def _rabbit_up() -> bool:
 pytestmark = pytest.mark.skipif(not _rabbit_up(), reason="RabbitMQ is not running on 127.0.0.1:5672")
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("rabbit"), callbacks=True, hmac=True, broker_url=AMQP_URL)
-    try:
-        yield d.start(concurrency=2)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(callbacks=True, hmac=True, broker_url=AMQP_URL, start=dict(concurrency=2))
 
 
 def test_chain_with_rabbitmq_broker(dep):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import worker.errors as errors
-from harness import API_KEY, Deployment, unique
+from harness import API_KEY, unique
 from worker.store.keys import account_id
 from bench.schedule import max_in_window
 from worker.cli.stack import wait_for
@@ -19,15 +19,9 @@ LIMIT, WINDOW = 20, 10.0
 
 
 
-@pytest.fixture(scope="module")
-def dep(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("ratelimit"), callbacks=True, hmac=False,
-                   sim_args=("--rate-limit", "20/10s"),
-                   extra_env={"KIE_RATE_LIMIT": "20/10s", "KIE_BACKOFF_BASE": "0.2", "KIE_BACKOFF_CAP": "1"})
-    try:
-        yield d.start(workers=3, concurrency=2)
-    finally:
-        d.stop()
+DEPLOYMENT = dict(callbacks=True, hmac=False, sim_args=("--rate-limit", "20/10s"),
+                  extra_env={"KIE_RATE_LIMIT": "20/10s", "KIE_BACKOFF_BASE": "0.2", "KIE_BACKOFF_CAP": "1"},
+                  start=dict(workers=3, concurrency=2))
 
 
 def test_three_workers_share_one_window_and_see_no_429(dep):

@@ -33,9 +33,10 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 
-from harness import API_KEY, HMAC_KEY, SECRETS, WEBHOOK_SECRET, Deployment, unique
+from harness import API_KEY, HMAC_KEY, SECRETS, WEBHOOK_SECRET, unique
 from webhook.verify import signature_for
 from worker.store.jobstore import JobStore
+from worker.store.metrics import Metrics
 from worker.kie.schemas import parse_callback
 from worker.cli.stack import wait_for
 from worker.tokens import job_token
@@ -248,13 +249,10 @@ def assert_json_answer(ans: Answer) -> dict:
 
 
 @pytest.fixture(scope="module")
-def quiet(tmp_path_factory):
+def quiet(deploy):
     """Simulator + gunicorn webhook only: nothing consumes the queue, nothing sweeps."""
-    d = Deployment(tmp_path_factory.mktemp("hostile"), callbacks=True, hmac=True)
-    try:
-        yield d.start(workers=0, beat=False, user_worker=False)
-    finally:
-        d.stop()
+    with deploy("hostile", callbacks=True, hmac=True, start=dict(workers=0, beat=False, user_worker=False)) as d:
+        yield d
 
 
 @pytest.fixture(scope="module")
@@ -560,7 +558,7 @@ def test_healthz_metrics_and_unknown_routes_answer_json(quiet):
         assert r.status_code == 404 and r.headers["Content-Type"] == "application/json"
     m = requests.get(quiet.web_url + "/metrics", timeout=5)
     assert m.status_code == 200 and m.headers["Content-Type"].startswith("text/plain")
-    assert "kie_callbacks_unauthorized_total" in m.text
+    assert 'kie_callbacks_total{outcome="unauthorized"}' in m.text
     assert_no_secret(m.text)
     spec = requests.get(quiet.web_url + "/openapi.yaml", timeout=5)
     assert spec.status_code == 200 and "/kie/callback/{job_id}" in spec.text
@@ -570,12 +568,9 @@ def test_healthz_metrics_and_unknown_routes_answer_json(quiet):
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    d = Deployment(tmp_path_factory.mktemp("forged"), callbacks=True, hmac=True)
-    try:
-        yield d.start(workers=1, concurrency=2)
-    finally:
-        d.stop()
+def live(deploy):
+    with deploy("forged", callbacks=True, hmac=True, start=dict(workers=1, concurrency=2)) as d:
+        yield d
 
 
 EVIL = ["https://evil.example/forged.png", "http://169.254.169.254/latest/meta-data/"]
@@ -624,7 +619,7 @@ def test_valid_signature_forged_result_urls_never_reach_the_chain(live, when):
 def test_valid_signature_forged_failure_does_not_fail_the_chain(live):
     res, tag, job_id, task_id = _start_silent_job(live, "forged-fail", 0.5)
     wait_for(lambda: live.sim(f"/_sim/tasks/{task_id}")["state"] == "success", 30, "upstream task success")
-    contradicted = _counter(live, "callbacks_contradicted")
+    contradicted = _counter(live, "kie_callback_checks_failed_total", "contradicted")
 
     ans = _post_forged(live, job_id, task_id, fail_body(task_id, failMsg="forged: content policy"))
     assert ans.status_code == 202
@@ -635,7 +630,7 @@ def test_valid_signature_forged_failure_does_not_fail_the_chain(live):
     assert received["result_urls"] == live.sim(f"/_sim/tasks/{task_id}")["result_urls"]
     assert out["received"] == received
     assert live.job(job_id)["state"] == "succeeded"
-    assert _counter(live, "callbacks_contradicted") == contradicted + 1
+    assert _counter(live, "kie_callback_checks_failed_total", "contradicted") == contradicted + 1
 
 
 def test_forged_callback_before_real_one_then_real_delivery_resumes_once(live):
@@ -655,8 +650,8 @@ def test_forged_callback_before_real_one_then_real_delivery_resumes_once(live):
     assert len(live.recorded(tag)) == 1
 
 
-def _counter(dep: Deployment, name: str) -> int:
-    return int(dep.redis.hget(f"{dep.prefix}:metrics", name) or 0)
+def _counter(dep: Deployment, name: str, *labels: str) -> int:
+    return int(Metrics(dep.redis, f"{dep.prefix}:metrics").snapshot().value(name, *labels))
 
 
 # =========================================================================== part 3: no secret in any log

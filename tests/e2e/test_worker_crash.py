@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from harness import Deployment, unique
+from harness import unique
 from bench.schedule import shortest_span
 from worker.cli.stack import wait_for
 
@@ -19,12 +19,11 @@ SHORT = {"KIE_HTTP_TIMEOUT": "3", "KIE_UNKNOWN_OUTCOME_GRACE": "4", "KIE_RATE_LI
 
 
 @pytest.fixture()
-def dep(tmp_path):
-    d = Deployment(tmp_path, callbacks=True, hmac=True, sim_args=("--rate-limit", "20/10s"), extra_env=SHORT)
-    try:
-        yield d.start(workers=1, concurrency=1, user_worker=False)
-    finally:
-        d.stop()
+def dep(deploy):
+    """A fresh deployment per test: each kills its worker."""
+    with deploy("crash", callbacks=True, hmac=True, sim_args=("--rate-limit", "20/10s"), extra_env=SHORT,
+                start=dict(workers=1, concurrency=1, user_worker=False)) as d:
+        yield d
 
 
 def _sending(dep, job_id):
@@ -91,10 +90,9 @@ def test_kill_right_after_the_create_answered_creates_nothing_twice(dep):
     assert int(dep.job(job_id)["duplicates"]) == 0
 
 
-def test_sixty_jobs_at_the_allowed_rate_with_a_worker_killed_mid_run(tmp_path):
-    d = Deployment(tmp_path, callbacks=True, hmac=False, sim_args=("--rate-limit", "20/10s"), extra_env=SHORT)
-    try:
-        d.start(workers=3, concurrency=1, user_worker=False)
+def test_sixty_jobs_at_the_allowed_rate_with_a_worker_killed_mid_run(deploy):
+    with deploy("sixty", callbacks=True, hmac=False, sim_args=("--rate-limit", "20/10s"), extra_env=SHORT,
+                start=dict(workers=3, concurrency=1, user_worker=False)) as d:
         prompts = [unique(f"sixty {i}") for i in range(60)]
         results = [d.generate(p).apply_async() for p in prompts]
         wait_for(lambda: d.sim_stats()["creates_accepted"] >= 25, 60, "second window started")
@@ -108,5 +106,3 @@ def test_sixty_jobs_at_the_allowed_rate_with_a_worker_killed_mid_run(tmp_path):
         rel = [round(t - times[0], 2) for t in times]
         assert times[k - 1] - times[0] <= shortest / 0.97, (times[k - 1] - times[0], shortest, rel)
         assert [stats["prompts"][p] for p in prompts] == [1] * 60
-    finally:
-        d.stop()

@@ -57,6 +57,25 @@ class Kie:
             time.sleep(0.02)
         raise AssertionError(f"task {task_id} not finished after {deadline}s")
 
+    def states_until_done(self, task_id: str, deadline: float = 5.0) -> tuple[dict, list[str]]:
+        """Poll recordInfo until a terminal state; returns the last data and every state seen."""
+        seen: list[str] = []
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            data = self.record(task_id)["data"]
+            if not seen or seen[-1] != data["state"]:
+                seen.append(data["state"])
+            if data["state"] in ("success", "fail"):
+                return data, seen
+            time.sleep(0.02)
+        raise AssertionError(f"task {task_id} not finished after {deadline}s; states {seen}")
+
+    def config(self, **knobs) -> dict:
+        return configure(self.url, **knobs)
+
+    def stats(self) -> dict:
+        return stats(self.url)
+
     def result_urls(self, task_id: str) -> list[str]:
         return json.loads(self.wait_done(task_id)["resultJson"])["resultUrls"]
 
@@ -92,21 +111,24 @@ def wait_until(predicate, deadline: float = 5.0, what: str = "condition"):
 
 
 class Receiver:
-    """Records every POST (arrival time, headers, body) and answers 200."""
+    """Records every POST (arrival time, path, headers, parsed ``body`` and ``raw`` bytes); answers with the
+    next status from ``statuses`` (then 200), recorded as ``answered``."""
 
     def __init__(self):
         self.records: list[dict] = []
+        self.statuses: list[int] = []
         self._cond = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._cond:
-                    receiver.records.append({"time": time.time(), "headers": dict(self.headers),
-                                             "body": json.loads(body)})
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.records.append({"time": time.time(), "path": self.path, "headers": dict(self.headers),
+                                             "body": json.loads(raw), "raw": raw, "answered": status})
                     receiver._cond.notify_all()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -123,6 +145,10 @@ class Receiver:
             ok = self._cond.wait_for(lambda: len(self.records) >= count, timeout=deadline)
             assert ok, f"expected {count} callbacks within {deadline}s, got {len(self.records)}"
             return list(self.records)
+
+    def bodies(self) -> list[dict]:
+        with self._cond:
+            return [r["body"] for r in self.records]
 
     def snapshot(self) -> list[dict]:
         with self._cond:

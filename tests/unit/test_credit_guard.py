@@ -73,7 +73,7 @@ def test_a_balance_seen_on_a_result_pauses_the_account(sim, prefix):
     account = rt.account_for("partner")
     credit_guard.observe(rt, account, 99.5)
     assert account.limiter.pause_reason() == "low_credits: 99.5 < 100"
-    assert rt.store.counters()["credit_pauses"] == 1
+    assert rt.store.metrics.snapshot().value("kie_credit_pauses_total") == 1
     credit_guard.observe(rt, account, None)                 # no figure: nothing changes
     assert account.limiter.paused_for() > 0
     credit_guard.observe(rt, account, 100)

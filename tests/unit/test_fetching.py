@@ -190,7 +190,7 @@ def test_allowed_download(server, store, path, body, ctype, ext):
         return
     info = fetch_to_storage(server + path, store, "job-1/0.{ext}", allow_hosts=LOCAL)
     assert info == {"url": server + path, "path": os.path.join(store.root, "job-1", f"0.{ext}"),
-                    "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body), "content_type": ctype}
+                    "uri": "file://" + os.path.join(store.root, "job-1", f"0.{ext}"), "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body), "content_type": ctype}
     with open(info["path"], "rb") as f:
         assert f.read() == body
     assert files_in(store) == [f"job-1/0.{ext}"]
@@ -507,8 +507,8 @@ def test_storage_atomic_write_and_cleanup(tmp_path):
 
 
 def test_storage_from_settings(tmp_path):
-    class FakeSettings:
-        storage_dir = str(tmp_path / "out")
+    from worker.settings import Settings
 
-    store = storage_from_settings(FakeSettings())
+    store = storage_from_settings(Settings.from_env({"KIE_STORAGE_DIR": str(tmp_path / "out")}))
     assert isinstance(store, LocalStorage) and store.root == str(tmp_path / "out")
+    assert store.variable == "KIE_STORAGE_DIR"

@@ -379,7 +379,9 @@ def test_counters(store):
     store.incr("jobs_accepted")
     store.incr("jobs_accepted", 2)
     store.incr("jobs_failed")
-    assert store.counters() == {"jobs_accepted": 3, "jobs_failed": 1}
+    snap = store.metrics.snapshot()
+    assert snap.value("kie_jobs_accepted_total") == 3
+    assert snap.value("kie_jobs_finished_total", "failed") == 1
 
 
 def test_keys_live_under_the_prefix(store, r):

@@ -28,6 +28,7 @@ from PIL import Image
 
 from kiesim import ConfigError, SimConfig, SimServer, create_app
 from kiesim.ratelimit import parse_rate_limit
+from sim_support import Kie, wait_until
 
 API_KEY = "test-key"
 CREATE = "/api/v1/jobs/createTask"
@@ -42,127 +43,9 @@ BASELINE = dataclasses.asdict(SimConfig(api_key=API_KEY, duration=0.3, callback_
 # fixtures and helpers
 
 
-@pytest.fixture(scope="module")
-def server():
-    with SimServer(SimConfig(**BASELINE)) as srv:
-        yield srv
-
-
-class Kie:
-    """A minimal client of the simulator, written from kie.ai's documentation (not from kiesim)."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.headers = {"Authorization": f"Bearer {API_KEY}", "User-Agent": "kiesim-tests/1"}
-
-    def create(self, prompt: str = "a cat", *, model: str = "google/nano-banana", callback: str | None = None,
-               timeout: float = 10, **input_fields) -> requests.Response:
-        body = {"model": model, "input": {"prompt": prompt, **input_fields}}
-        if callback:
-            body["callBackUrl"] = callback
-        return requests.post(self.url + CREATE, json=body, headers=self.headers, timeout=timeout)
-
-    def create_ok(self, prompt: str = "a cat", **kw) -> str:
-        response = self.create(prompt, **kw)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert body["code"] == 200, body
-        return body["data"]["taskId"]
-
-    def record(self, task_id: str) -> dict:
-        response = requests.get(self.url + RECORD, params={"taskId": task_id}, headers=self.headers, timeout=10)
-        assert response.status_code == 200
-        return response.json()
-
-    def wait_done(self, task_id: str, deadline: float = 5.0) -> tuple[dict, list[str]]:
-        """Poll recordInfo until a terminal state; returns the last data and every state seen."""
-        seen: list[str] = []
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            data = self.record(task_id)["data"]
-            if not seen or seen[-1] != data["state"]:
-                seen.append(data["state"])
-            if data["state"] in ("success", "fail"):
-                return data, seen
-            time.sleep(0.02)
-        raise AssertionError(f"task {task_id} not finished after {deadline}s; states {seen}")
-
-    def config(self, **knobs) -> dict:
-        response = requests.post(self.url + "/_sim/config", json=knobs, timeout=10)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def stats(self) -> dict:
-        return requests.get(self.url + "/_sim/stats", timeout=10).json()
-
-
 @pytest.fixture
-def kie(server):
-    client = Kie(server.url)
-    assert requests.post(server.url + "/_sim/reset", timeout=10).status_code == 200
-    client.config(**BASELINE)
-    return client
-
-
-class Receiver:
-    """Records every POST; answers with the next status from ``statuses`` (then 200)."""
-
-    def __init__(self):
-        self.records: list[dict] = []
-        self.statuses: list[int] = []
-        self._cond = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver._cond:
-                    status = receiver.statuses.pop(0) if receiver.statuses else 200
-                    receiver.records.append({"time": time.time(), "path": self.path,
-                                             "headers": dict(self.headers), "body": body, "answered": status})
-                    receiver._cond.notify_all()
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def wait_for(self, count: int, deadline: float = 5.0) -> list[dict]:
-        with self._cond:
-            ok = self._cond.wait_for(lambda: len(self.records) >= count, timeout=deadline)
-            assert ok, f"expected {count} callbacks within {deadline}s, got {len(self.records)}"
-            return list(self.records)
-
-    def bodies(self) -> list[dict]:
-        with self._cond:
-            return [json.loads(r["body"]) for r in self.records]
-
-    def close(self):
-        self._server.shutdown()
-        self._server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
-
-
-def wait_until(predicate, deadline: float = 5.0, what: str = "condition"):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached within {deadline}s")
+def kie(url):
+    return Kie(url, API_KEY)
 
 
 def fetch_image(url: str) -> tuple[Image.Image, str]:
@@ -183,7 +66,7 @@ def test_create_poll_success_with_jpeg_16_9(kie):
     first = kie.record(task_id)["data"]
     assert first["state"] in ("waiting", "queuing", "generating")
     assert first["resultJson"] == "" and first["failCode"] is None and first["completeTime"] is None
-    data, seen = kie.wait_done(task_id)
+    data, seen = kie.states_until_done(task_id)
     assert seen[0] != "success" and seen[-1] == "success"
     assert json.loads(data["param"])["input"] == {"prompt": "a cat", "aspect_ratio": "16:9", "output_format": "jpeg"}
     assert data["model"] == "google/nano-banana" and data["costTime"] >= 250
@@ -205,7 +88,7 @@ def test_create_poll_success_with_jpeg_16_9(kie):
 def test_images_follow_model_format_and_ratio(kie, model, fields, fmt, ratio):
     kie.config(duration=0)
     task_id = kie.create_ok("x [sim:images=2]", model=model, **fields)
-    data, _ = kie.wait_done(task_id)
+    data = kie.wait_done(task_id)
     urls = json.loads(data["resultJson"])["resultUrls"]
     assert len(urls) == 2
     for url in urls:
@@ -230,7 +113,7 @@ def test_sparse_records_omit_pending_keys(kie):
 
 def test_public_url_is_used_in_result_urls(kie):
     kie.config(duration=0, public_url="https://sim.example.test/")
-    data, _ = kie.wait_done(kie.create_ok())
+    data = kie.wait_done(kie.create_ok())
     assert json.loads(data["resultJson"])["resultUrls"][0].startswith("https://sim.example.test/files/")
 
 
@@ -395,7 +278,7 @@ def test_success_callback_is_signed_and_shaped(kie, receiver):
     assert abs(int(timestamp) - time.time()) < 5
     assert hmac.compare_digest(headers["X-Webhook-Signature"], expected_signature("whsec", task_id, timestamp))
     assert headers["User-Agent"].startswith("kiesim/") and headers["Content-Type"] == "application/json"
-    body = json.loads(record["body"])
+    body = record["body"]
     assert body["code"] == 200
     data = body["data"]
     assert set(data) == {"completeTime", "consumeCredits", "costTime", "createTime", "model", "param",
@@ -410,29 +293,29 @@ def test_success_callback_is_signed_and_shaped(kie, receiver):
 
 def test_failure_directive_and_failure_callback(kie, receiver):
     task_id = kie.create_ok("bad [sim:fail=422:nsfw content: blocked]", callback=receiver.url)
-    body = json.loads(receiver.wait_for(1)[0]["body"])
+    body = receiver.wait_for(1)[0]["body"]
     assert body["code"] == 501
     assert body["data"]["state"] == "fail" and body["data"]["consumeCredits"] == 0
     assert (body["data"]["failCode"], body["data"]["failMsg"]) == ("422", "nsfw content: blocked")
     assert body["data"]["resultJson"] == ""
-    data, _ = kie.wait_done(task_id)
+    data = kie.wait_done(task_id)
     assert (data["state"], data["failCode"], data["failMsg"], data["resultJson"]) == \
         ("fail", "422", "nsfw content: blocked", "")
     plain = kie.create_ok("bad [sim:fail] [sim:duration=0]")
-    assert kie.wait_done(plain)[0]["failCode"] == "500"
-    assert kie.wait_done(plain)[0]["failMsg"] == "internal error"
+    assert kie.wait_done(plain)["failCode"] == "500"
+    assert kie.wait_done(plain)["failMsg"] == "internal error"
 
 
 def test_fail_rate_one_fails_every_task(kie):
     kie.config(fail_rate=1, duration=0)
-    assert kie.wait_done(kie.create_ok())[0]["state"] == "fail"
+    assert kie.wait_done(kie.create_ok())["state"] == "fail"
 
 
 def test_duplicate_callbacks(kie, receiver):
     kie.config(duplicate_callbacks=2, duration=0.05)
     task_id = kie.create_ok(callback=receiver.url)
     records = receiver.wait_for(3)
-    assert [json.loads(r["body"])["data"]["taskId"] for r in records] == [task_id] * 3
+    assert [r["body"]["data"]["taskId"] for r in records] == [task_id] * 3
     sent = wait_until(lambda: len(kie.stats()["callbacks_sent"]) == 3 and kie.stats()["callbacks_sent"])
     assert sorted(e["delivery"] for e in sent) == [0, 1, 2]
 
@@ -444,14 +327,14 @@ def test_early_callback_arrives_before_create_response(kie, receiver):
     assert len(receiver.records) == 1  # already there, no waiting
     assert receiver.records[0]["time"] <= received_response_at
     task_id = response.json()["data"]["taskId"]
-    assert json.loads(receiver.records[0]["body"])["data"]["taskId"] == task_id
+    assert receiver.records[0]["body"]["data"]["taskId"] == task_id
     assert kie.record(task_id)["data"]["state"] == "success"
 
 
 def test_variant_fields_and_cost_in_ms(kie, receiver):
     kie.config(variant_fields=True, callback_cost_ms=True, duration=0.1)
     task_id = kie.create_ok(callback=receiver.url)
-    body = json.loads(receiver.wait_for(1)[0]["body"])
+    body = receiver.wait_for(1)[0]["body"]
     assert body["taskId"] == task_id and body["data"]["task_id"] == task_id
     assert "taskId" not in body["data"] and "consumeCredits" not in body["data"]
     assert body["data"]["creditsConsumed"] == 4 and body["data"]["costTime"] >= 90
@@ -472,8 +355,9 @@ def test_retries_stop_after_callback_retries(kie):
     kie.create_ok(callback="http://127.0.0.1:9/closed")  # discard port: nothing listens
     sent = wait_until(lambda: len(kie.stats()["callbacks_sent"]) == 3 and kie.stats()["callbacks_sent"])
     assert all(e["status"] is None and e["error"] for e in sent)
-    time.sleep(0.3)  # no fourth attempt (backoff 0.05, 0.1, ... would have fired)
-    assert len(kie.stats()["callbacks_sent"]) == 3
+    # the first two schedule a retry; the third is the last: the simulator records that it gives up
+    assert [e["retry_at"] is not None for e in sent] == [True, True, False]
+    assert kie.stats()["callbacks_pending"] == 0 and len(kie.stats()["callbacks_sent"]) == 3
 
 
 def test_lost_callbacks_late_delivery_and_manual_redelivery(kie, receiver):

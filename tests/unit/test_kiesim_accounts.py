@@ -28,19 +28,6 @@ BASELINE = dataclasses.asdict(SimConfig(api_key=(K1, K2), duration=0.2, small_im
                                         callback_retry_delay=0.05, callback_timeout=2.0))
 
 
-@pytest.fixture(scope="module")
-def server():
-    with SimServer(SimConfig(**BASELINE)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server):
-    assert control(server.url, "/_sim/reset").status_code == 200
-    configure(server.url, **BASELINE)
-    return server.url
-
-
 @pytest.fixture
 def one(url):
     return Kie(url, K1)
@@ -49,13 +36,6 @@ def one(url):
 @pytest.fixture
 def two(url):
     return Kie(url, K2)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def assert_no_key(text: str):

@@ -25,19 +25,6 @@ BASELINE = dataclasses.asdict(SimConfig(api_key=(K1, K2), duration=0.05, small_i
 CLOSED = "http://127.0.0.1:9/closed"  # discard port: nothing listens, a delivery fails at once
 
 
-@pytest.fixture(scope="module")
-def server():
-    with SimServer(SimConfig(**BASELINE)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server):
-    assert control(server.url, "/_sim/reset").status_code == 200
-    configure(server.url, **BASELINE)
-    return server.url
-
-
 @pytest.fixture
 def one(url):
     return Kie(url, K1)
@@ -46,13 +33,6 @@ def one(url):
 @pytest.fixture
 def two(url):
     return Kie(url, K2)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def settled(url: str, deliveries: int) -> list[dict]:

@@ -24,19 +24,6 @@ BASELINE = dataclasses.asdict(SimConfig(api_key=KEY, duration=0, rate_limit="off
 MB = 1_000_000
 
 
-@pytest.fixture(scope="module")
-def server():
-    with SimServer(SimConfig(**BASELINE)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def url(server):
-    assert control(server.url, "/_sim/reset").status_code == 200
-    configure(server.url, **BASELINE)
-    return server.url
-
-
 @pytest.fixture
 def kie(url):
     return Kie(url, KEY)

@@ -19,7 +19,6 @@ import pytest
 
 from bench.schedule import max_in_window
 from worker.cli.stack import wait_for
-from worker.jobs.timing import backoff, jittered
 from worker.store.jobstore import JobStore
 from worker.store.keys import account_id
 from worker.store.limiter import MARGIN_MS, Limiter
@@ -462,30 +461,6 @@ def test_keys_name_the_account_never_the_key(r, prefix):
         assert account in key
         assert API_KEY not in key and API_KEY[-12:] not in key
     assert all(r.pttl(k) > 0 for k in (limiter.log_key, limiter.cooldown_key, limiter.paused_key))
-
-
-# -- backoff and jitter ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("attempt, bound", [(0, 1.0), (1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 20.0),
-                                            (30, 20.0)])
-def test_backoff_bounds(attempt, bound):
-    samples = [backoff(attempt, base=1.0, cap=20.0) for _ in range(2000)]
-    assert all(0 <= s <= bound for s in samples)
-    assert max(samples) > 0.9 * bound          # full jitter: it reaches the bound ...
-    assert min(samples) < 0.1 * bound          # ... and goes down to zero
-    assert len(set(samples)) > 1900
-
-
-def test_backoff_small_base():
-    assert all(0 <= backoff(4, base=0.2, cap=60) <= 1.6 for _ in range(500))
-
-
-def test_jittered():
-    samples = [jittered(2.0, 0.5) for _ in range(2000)]
-    assert all(2.0 <= s <= 2.5 for s in samples)
-    assert max(samples) - min(samples) > 0.4
-    assert jittered(1.25, 0) == 1.25
 
 
 def test_status_shows_each_tenants_figures(r, prefix):

@@ -32,3 +32,10 @@ def test_clean_run_finds_nothing(outside):
     tmp_path = outside
     (tmp_path / "a.log").write_text("job j succeeded; token=*** key=***\n")
     assert leaks(tmp_path, ["nothing secret"]) == {}
+
+
+def test_reads_json_log_lines_decoded(outside):
+    # a JSON renderer may escape characters; the scan reads each JSON line's values decoded as well
+    escaped = API_KEY.replace("-", "\\u002d")
+    (outside / "w1.log").write_text('{"message": "key %s", "level": "info"}\nnot json {\n' % escaped)
+    assert leaks(outside, []) == {"w1.log": [API_KEY[:6] + "…"]}

@@ -401,3 +401,75 @@ def test_tenant_variables_are_checked(env, variable, words):
     err = config_error(**env)
     assert err.variable == variable and words in str(err)
     assert "sk-x-1234567890" not in str(err)
+
+
+def test_log_format():
+    assert from_env().log_format is None                         # JSON unless stderr is a terminal
+    assert from_env(KIE_LOG_FORMAT="json").log_format == "json"
+    assert from_env(KIE_LOG_FORMAT=" Text ").log_format == "text"
+    err = config_error(KIE_LOG_FORMAT="yaml")
+    assert err.variable == "KIE_LOG_FORMAT" and "expected json or text, got 'yaml'" in str(err)
+
+
+def test_metrics_port():
+    assert from_env().metrics_port is None
+    assert from_env(KIE_METRICS_PORT="9108").metrics_port == 9108
+    assert config_error(KIE_METRICS_PORT="70000").variable == "KIE_METRICS_PORT"
+    assert config_error(KIE_METRICS_PORT="http").variable == "KIE_METRICS_PORT"
+
+
+# -- storage ------------------------------------------------------------------------------------
+
+
+def test_storage_defaults_to_a_local_folder():
+    s = from_env()
+    assert s.storage.scheme == "file" and s.storage.path == os.path.abspath("kie-output")
+    assert s.storage.url == "file://" + os.path.abspath("kie-output")
+    assert s.s3_endpoint_url is None and s.storage_presign_seconds is None
+
+
+@pytest.mark.parametrize("raw, path", [("file:///srv/kie%20out/", "/srv/kie out"), ("/srv/out", "/srv/out"),
+                                       ("rel/out", os.path.abspath("rel/out")), ("file://localhost/srv/o", "/srv/o")])
+def test_storage_url_local_forms(raw, path):
+    s = from_env(KIE_STORAGE_URL=raw)
+    assert s.storage.scheme == "file" and s.storage.path == path and s.storage_dir is not None
+
+
+def test_storage_url_s3_and_its_options():
+    s = from_env(KIE_STORAGE_URL="s3://kie-results.eu/team-a/images/", KIE_S3_ENDPOINT_URL="http://127.0.0.1:9000",
+                 KIE_STORAGE_PRESIGN_SECONDS="3600", AWS_SECRET_ACCESS_KEY="aws-settings-secret-1a2b")
+    assert (s.storage.scheme, s.storage.bucket, s.storage.prefix) == ("s3", "kie-results.eu", "team-a/images")
+    assert s.storage.url == "s3://kie-results.eu/team-a/images" and s.storage_dir is None
+    assert s.s3_endpoint_url == "http://127.0.0.1:9000" and s.storage_presign_seconds == 3600
+    assert "aws-settings-secret-1a2b" in s.secrets() and "aws-settings-secret-1a2b" not in repr(s)
+    assert from_env(KIE_STORAGE_URL="s3://bucket").storage.prefix == ""
+
+
+def test_storage_dir_is_an_alias_and_both_must_agree():
+    assert from_env(KIE_STORAGE_DIR="/srv/out").storage.url == "file:///srv/out"
+    assert from_env(KIE_STORAGE_DIR="/srv/out", KIE_STORAGE_URL="file:///srv/out/").storage.path == "/srv/out"
+    e = config_error(KIE_STORAGE_DIR="/srv/out", KIE_STORAGE_URL="s3://bucket/x")
+    assert e.variable == "KIE_STORAGE_URL" and "KIE_STORAGE_DIR" in str(e) and "s3://bucket/x" in str(e)
+
+
+@pytest.mark.parametrize("raw, words", [
+    ("gs://bucket/x", "scheme 'gs'"), ("s3://Bad_Bucket/x", "'Bad_Bucket'"), ("s3://ab/x", "'ab'"),
+    ("s3://bucket/a/../b", "'..'"), ("s3://bucket/a b", "segments"), ("s3://bucket/x?region=eu", "query"),
+    ("file://relative/x", "absolute path"), ("s3://192.168.0.1/x", "bucket names")])
+def test_bad_storage_urls_name_the_variable(raw, words):
+    e = config_error(KIE_STORAGE_URL=raw)
+    assert e.variable == "KIE_STORAGE_URL" and words in str(e)
+
+
+def test_credentials_in_the_storage_url_are_refused_without_echoing_them():
+    e = config_error(KIE_STORAGE_URL="s3://AKIAEXAMPLE:aws-url-secret-9z8y@bucket/x")
+    assert e.variable == "KIE_STORAGE_URL" and "aws-url-secret-9z8y" not in str(e) and "AWS_ACCESS_KEY_ID" in str(e)
+
+
+def test_presign_needs_s3_and_at_most_seven_days():
+    assert config_error(KIE_STORAGE_PRESIGN_SECONDS="60").variable == "KIE_STORAGE_PRESIGN_SECONDS"
+    e = config_error(KIE_STORAGE_URL="s3://bucket/x", KIE_STORAGE_PRESIGN_SECONDS="604801")
+    assert e.variable == "KIE_STORAGE_PRESIGN_SECONDS" and "604800" in str(e)
+    assert config_error(KIE_STORAGE_URL="s3://bucket/x", KIE_STORAGE_PRESIGN_SECONDS="soon").variable \
+        == "KIE_STORAGE_PRESIGN_SECONDS"
+    assert config_error(KIE_S3_ENDPOINT_URL="minio:9000").variable == "KIE_S3_ENDPOINT_URL"

@@ -9,6 +9,7 @@ processes; sends a batch of ``generate | download`` chains; shows progress; prin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import sys
@@ -23,11 +24,11 @@ SIZES = ["1:1", "16:9", "9:16", "4:3", "3:2"]
 
 
 def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo", fail_rate: float = 0.0,
-             timeout: float = 180.0) -> int:
+             timeout: float = 180.0, storage: str | None = None) -> int:
     real = bool(os.environ.get("KIE_API_KEY") and os.environ.get("KIE_BASE_URL"))
     workdir = Path(workdir).resolve()
-    out = Path(os.environ.get("KIE_STORAGE_DIR", "./kie-output")).resolve()
-    env = dict(os.environ)
+    out = _storage(storage)
+    env = {k: v for k, v in os.environ.items() if k != "KIE_STORAGE_DIR"}
     env.setdefault("PYTHONUNBUFFERED", "1")
     with Stack(workdir, env) as stack:
         print("kie-queue demo: starting services ...", flush=True)
@@ -36,7 +37,7 @@ def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo"
             "REDIS_URL": redis_url,
             "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", redis_url),
             "CELERY_RESULT_BACKEND": os.environ.get("CELERY_RESULT_BACKEND", redis_url),
-            "KIE_STORAGE_DIR": str(out),
+            "KIE_STORAGE_URL": out.url,
             "KIE_KEY_PREFIX": os.environ.get("KIE_KEY_PREFIX", f"kie-demo-{secrets.token_hex(3)}"),
             "KIE_QUEUE": os.environ.get("KIE_QUEUE", f"kie-demo-{secrets.token_hex(3)}"),
         })
@@ -61,12 +62,33 @@ def run_demo(*, jobs: int = 20, concurrency: int = 4, workdir: str = ".kie-demo"
         stack.start_beat()
         print(f"  worker ×{concurrency}, beat, redis {redis_url}", flush=True)
         os.environ.update(stack.env)
+        os.environ.pop("KIE_STORAGE_DIR", None)   # KIE_STORAGE_URL says it now
         from ..runtime import reset
         reset()
         return _run_batch(jobs, timeout, out, workdir)
 
 
-def _run_batch(jobs: int, timeout: float, out: Path, workdir: Path) -> int:
+def _storage(option: str | None):
+    """The demo's result storage: ``--storage``, else the environment's (``KIE_STORAGE_URL``/``_DIR``), else
+    ``./kie-output``; checked before anything starts, so a missing bucket is one clear line, not a dead worker."""
+    from ..results.storage.health import startup_problem
+    from ..settings import Settings, StorageLocation
+
+    env = dict(os.environ)
+    if option:
+        location = StorageLocation.parse(option, "--storage")
+        env.pop("KIE_STORAGE_DIR", None)
+        env["KIE_STORAGE_URL"] = location.url
+    s = Settings.from_env(env)
+    if option:
+        s = dataclasses.replace(s, storage=location)
+    problem = startup_problem(s)
+    if problem is not None:
+        raise problem
+    return s.storage
+
+
+def _run_batch(jobs: int, timeout: float, out, workdir: Path) -> int:
     from ..celery_app import app
     from ..runtime import runtime
     from ..tasks import download, generate
@@ -108,7 +130,7 @@ def _run_batch(jobs: int, timeout: float, out: Path, workdir: Path) -> int:
         path = ""
         if res.ready() and res.successful():
             files = res.result.get("files") or []
-            path = os.path.relpath(files[0]["path"]) if files else ""
+            path = (os.path.relpath(files[0]["path"]) if files[0]["path"] else files[0]["uri"]) if files else ""
             state = "succeeded"
         elif res.ready():
             state, failed = f"failed: {res.result}", failed + 1
@@ -123,5 +145,5 @@ def _run_batch(jobs: int, timeout: float, out: Path, workdir: Path) -> int:
     if failed:
         print(f"\n{failed} of {jobs} jobs did not succeed ({total:.1f} s). Logs: {workdir}/*.log", file=sys.stderr)
         return 1
-    print(f"\nall {jobs} jobs succeeded in {total:.1f} s; images in {out}")
+    print(f"\nall {jobs} jobs succeeded in {total:.1f} s; images in {out.path if out.scheme == 'file' else out.url}")
     return 0

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--workdir", default=".kie-demo", help="logs and state of the demo's processes")
     demo.add_argument("--fail-rate", type=float, default=0.0, help="share of simulated jobs that fail (default 0)")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the batch (default 180)")
+    demo.add_argument("--storage", metavar="URL",
+                      help="where results go: a folder, file:///abs/path or s3://bucket/prefix "
+                           "(default: KIE_STORAGE_URL, else ./kie-output)")
 
     submit = sub.add_parser("submit", help="enqueue one generation (generate | download)")
     submit.add_argument("prompt")
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
             return run_demo(jobs=args.jobs, concurrency=args.concurrency, workdir=args.workdir,
-                            fail_rate=args.fail_rate, timeout=args.timeout)
+                            fail_rate=args.fail_rate, timeout=args.timeout, storage=args.storage)
         if args.command == "submit":
             return _submit(args)
         if args.command == "status":

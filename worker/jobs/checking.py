@@ -19,6 +19,7 @@ import time
 
 from ..errors import KieQueueError, NotFound
 from ..kie.schemas import Outcome
+from ..logs import bind as bind_log
 from ..store.records import ADOPTABLE, FOREIGN, task_relation
 from ..store.states import FINISHED, TERMINAL, JobState
 from ..tokens import callback_path
@@ -39,6 +40,7 @@ def check(rt, app, job_id: str) -> str:
         return job["state"]
     if job["state"] != JobState.SUBMITTED:
         return job["state"]
+    bind_log(upstream_task_id=job.get("task_id"))
     now = time.time()
     deadline = int(job["deadline"]) / 1000.0
     try:
@@ -75,9 +77,10 @@ def from_callback(rt, app, job_id: str) -> str:
     if not raw:
         return "no-callback"
     reported = Outcome.from_dict(json.loads(raw))
+    bind_log(upstream_task_id=reported.task_id)
     relation = task_relation(job, reported.task_id)
     if relation == FOREIGN:
-        store.incr("callbacks_task_mismatch")
+        store.incr("check_task_mismatch")
         log.warning("job %s: callback names task %s, not one of the job's tasks; ignored", job_id, reported.task_id)
         return "mismatch"
     adopting = relation == ADOPTABLE
@@ -85,7 +88,7 @@ def from_callback(rt, app, job_id: str) -> str:
         try:
             outcome = rt.account_of(job).client.record_info(reported.task_id)
         except NotFound:
-            store.incr("callbacks_unknown_task")
+            store.incr("check_unknown_task")
             log.warning("job %s: callback names task %s, which kie.ai does not know; ignored", job_id,
                         reported.task_id)
             return "unknown-task"
@@ -96,7 +99,7 @@ def from_callback(rt, app, job_id: str) -> str:
             store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000))
             return "unconfirmed"
         if adopting and not created_for(outcome, job_id):
-            store.incr("callbacks_foreign_task")
+            store.incr("check_foreign_task")
             log.warning("job %s: callback names task %s, which was not created for this job; ignored", job_id,
                         reported.task_id)
             return "foreign-task"
@@ -105,7 +108,7 @@ def from_callback(rt, app, job_id: str) -> str:
             outcome = dataclasses.replace(outcome, credits=reported.credits,
                                           remained_credits=reported.remained_credits)
         if outcome.terminal and outcome.state != reported.state:
-            store.incr("callbacks_contradicted")
+            store.incr("check_contradicted")
             log.warning("job %s: callback said %s but recordInfo says %s; trusting recordInfo",
                         job_id, reported.state, outcome.state)
     else:

@@ -19,6 +19,7 @@ import logging
 
 from ..errors import GenerationFailed, GenerationTimeout
 from ..store.states import FINISHED, JobState
+from .. import tracing
 from . import credit_guard, parking
 
 log = logging.getLogger("kie_queue.completion")
@@ -51,6 +52,8 @@ def succeed(rt, app, job_id: str, outcome) -> bool:
     if job is None:
         return False
     won = rt.store.finish(job_id, JobState.SUCCEEDED, result_dict(job, outcome), credits=outcome.credits)
+    if won:
+        rt.store.metrics.credits(outcome.credits, outcome.remained_credits)
     _after_finish(rt, app, job_id, won, JobState.SUCCEEDED, job)
     if won:
         credit_guard.observe(rt, rt.account_of(job), outcome.remained_credits)
@@ -80,6 +83,8 @@ def _after_finish(rt, app, job_id: str, won: bool, state: str, job: dict | None 
     rt.account_of(job or rt.store.get(job_id)).limiter.release(job_id)
     if won:
         rt.store.incr(f"jobs_{state}")
+        rt.store.metrics.since("kie_submission_to_outcome_seconds", (rt.store.get(job_id) or {}).get("submitted_at"),
+                               state)
         log.info("job %s %s", job_id, state)
     finish_waiters(rt, app, job_id)
 
@@ -101,10 +106,12 @@ def finish_waiters(rt, app, job_id: str) -> int:
     for waiter_id, parked in rt.store.waiters(job_id).items():
         if not rt.store.claim_waiter(job_id, waiter_id):
             continue
-        if job["state"] == JobState.SUCCEEDED:
-            parking.resume(app, parked, json.loads(job["outcome"]))
-        else:
-            parking.fail(app, parked, error_for_job(job))
+        with tracing.resumed(parked, job_id=job_id, waited_since_ms=job.get("submitted_at")):
+            if job["state"] == JobState.SUCCEEDED:
+                parking.resume(app, parked, json.loads(job["outcome"]))
+            else:
+                parking.fail(app, parked, error_for_job(job))
+        rt.store.metrics.since("kie_callback_to_dispatch_seconds", job.get("callback_at"))
         done += 1
     return done
 

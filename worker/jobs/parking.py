@@ -53,7 +53,7 @@ def stop() -> Ignore:
 
 
 def _context(parked: dict) -> Context:
-    ctx = Context({k: v for k, v in parked.items() if k != "priority"})
+    ctx = Context({k: v for k, v in parked.items() if k not in ("priority", "traceparent")})
     ctx.delivery_info = {}
     ctx.ignore_result = False
     ctx.root_id = parked.get("root_id") or parked["id"]

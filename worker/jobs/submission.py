@@ -43,6 +43,7 @@ import logging
 from ..errors import (InsufficientCredits, MalformedResponse, RateLimited, RetryableUpstreamError,
                       TransportError, UpstreamError)
 from ..kie.schemas import build_create_body
+from ..logs import bind as bind_log
 from ..tokens import callback_url
 from . import completion
 from .arguments import DEFAULT_TENANT
@@ -90,9 +91,12 @@ def attempt(rt, app, job_id: str) -> str:
 
     cb = callback_url(s.callback_url, job_id, s.webhook_secret) if s.callback_url else None
     body = build_create_body(job["model"], json.loads(job["input"]), cb)
-    if store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s)) == 0:
+    sending = store.mark_sending(job_id, token, send_lease_ms=send_lease_ms(s))
+    if sending == 0:
         account.limiter.release(job_id)
         return "lost-claim"
+    if sending == 1:
+        store.metrics.since("kie_limiter_wait_seconds", job.get("created_at"))
     store.incr("creates_sent")
     now = Attempt(rt, app, job_id, job, token, member, account)
     try:
@@ -107,6 +111,8 @@ def attempt(rt, app, job_id: str) -> str:
 def _submitted(a: Attempt, task_id: str) -> str:
     rt, s = a.rt, a.rt.settings
     a.account.limiter.confirm(a.member)
+    rt.store.incr("creates_accepted")
+    bind_log(upstream_task_id=task_id)
     recorded = rt.store.record_task(a.job_id, task_id, first_check_ms=int(first_check_delay(s) * 1000),
                                     timeout_ms=int(float(a.job["timeout"]) * 1000), source="create")
     if recorded == "duplicate":

@@ -24,7 +24,9 @@ Environment proxies, ``.netrc`` and ``REQUESTS_CA_BUNDLE`` are ignored (a proxy 
 connect on our behalf, defeating the address check); TLS certificates are verified with certifi.
 
 Every failure raises ``DownloadError(redacted_url, reason)``; a refused or failed download leaves no
-file (``Storage.open_writer`` commits atomically).  Storage itself lives in ``worker.results.storage``.
+file or object (``Storage.store`` commits atomically; the body streams through, never held whole).
+A storage failure raises ``DownloadError`` too, ``transient`` when the storage said a retry may help.
+Storage itself lives in ``worker.results.storage``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from ..errors import DownloadError, InvalidInput
+from ..errors import DownloadError, InvalidInput, StorageError
 from .netguard import AllowList, CheckedAdapter, Refused as _Refused, checked_addresses as _checked_addresses
 from .netguard import download_session  # noqa: F401  (part of this module's interface)
 from ..redact import redact_url
@@ -70,7 +72,10 @@ _JOB_DIR_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 def fetch_to_storage(url: str, storage: Storage, name: str, *, allow_hosts: Iterable[str] = (),
                      max_bytes: int = DEFAULT_MAX_BYTES, timeout: float = 30.0, max_redirects: int = 3,
                      expected_type: str | None = None, session: requests.Session | None = None) -> dict:
-    """Download ``url`` into ``storage`` under ``name``; return ``{url, path, sha256, bytes, content_type}``.
+    """Download ``url`` into ``storage`` under ``name``; return its ``files[]`` entry.
+
+    The entry is ``{url, path, uri, sha256, bytes, content_type}`` (``path`` is None unless the storage
+    is a local folder) plus ``presigned_url`` when the storage makes them.
 
     ``name`` is a storage name (see ``worker.results.storage.validate_name``); ``{ext}`` in it is replaced by the
     extension of the type found (``png``, ``jpg``, ``webp``, ``gif``).  ``timeout`` bounds the whole
@@ -108,6 +113,8 @@ def fetch_to_storage(url: str, storage: Storage, name: str, *, allow_hosts: Iter
             raise DownloadError(safe_url, f"timed out (the limit is {timeout:g} s for the whole download)",
                                 True) from None
         raise DownloadError(safe_url, f"transport error: {_describe(e)}", True) from None
+    except StorageError as e:
+        raise DownloadError(safe_url, f"could not store it: {e.message}", e.transient) from None
     except ValueError as e:  # an unsafe storage name
         raise DownloadError(safe_url, str(e)) from None
     finally:
@@ -202,16 +209,20 @@ def _store(response: requests.Response, storage: Storage, name: str, *, url: str
         raise _Refused(f"expected {MIME_BY_EXT[expected]} but the content is {MIME_BY_EXT[found]}")
 
     relative_name = name.replace("{ext}", found)
-    digest, size = hashlib.sha256(), 0
-    with storage.open_writer(relative_name) as f:
-        for chunk in _chain_head(head, chunks):
-            size += len(chunk)
-            if size > max_bytes:
-                raise _Refused(f"body exceeds the limit of {max_bytes} bytes")
-            digest.update(chunk)
-            f.write(chunk)
-    return {"url": url, "path": storage.path_for(relative_name), "sha256": digest.hexdigest(),
-            "bytes": size, "content_type": MIME_BY_EXT[found]}
+    stored = storage.store(relative_name, _capped(_chain_head(head, chunks), max_bytes),
+                           content_type=MIME_BY_EXT[found])
+    return stored.file_entry(url)
+
+
+def _capped(chunks, max_bytes: int):
+    """Pass ``chunks`` through, refusing the body once more than ``max_bytes`` have come (the storage then
+    commits nothing)."""
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise _Refused(f"body exceeds the limit of {max_bytes} bytes")
+        yield chunk
 
 
 def _chain_head(head: bytes, rest):
@@ -327,7 +338,8 @@ def download_result(result: dict, *, storage: Storage, allow_hosts: Iterable[str
     """Store every URL of ``result["result_urls"]`` as ``<job_id>/<index>.<ext>``; return a copy with ``files``.
 
     ``files`` lists ``fetch_to_storage``'s dicts in URL order.  ``timeout`` applies to each URL.  Running it
-    again for the same job rewrites the same paths (atomically), so the task is safe to run twice.
+    again for the same job writes the same names, and leaves a file already stored with the same sha256
+    untouched, so the task is safe to run twice.
     A result of the wrong shape raises ``InvalidInput``; the first failing URL raises ``DownloadError``; files already stored stay (a retry rewrites them).
     """
     check_result(result)

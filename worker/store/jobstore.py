@@ -22,6 +22,7 @@ import json
 import uuid
 
 from .keys import Keys
+from .metrics import Metrics
 from .scripts import Scripts
 from .states import TERMINAL, JobState
 
@@ -37,6 +38,7 @@ class JobStore:
         self.redis = redis
         self.keys = Keys(prefix)
         self._run = Scripts(redis)
+        self.metrics = Metrics(redis, self.keys.metrics)
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> dict | None:
@@ -134,8 +136,6 @@ class JobStore:
                               args=[job_id, max(0, int(delay_ms)), JobState.SUBMITTED.value]))
 
     # -- metrics ---------------------------------------------------------------------------
-    def incr(self, counter: str, amount: int = 1) -> None:
-        self.redis.hincrby(self.keys.metrics, counter, amount)
-
-    def counters(self) -> dict[str, int]:
-        return {_decode(k): int(v) for k, v in self.redis.hgetall(self.keys.metrics).items()}
+    def incr(self, event: str, amount: float = 1) -> None:
+        """Count an event of a job's life (``worker.store.metrics.EVENTS`` says which metrics it moves)."""
+        self.metrics.count(event, amount)

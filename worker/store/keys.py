@@ -54,7 +54,7 @@ class Keys:
 
     @property
     def metrics(self) -> str:
-        """Hash: counter name → value."""
+        """Hash: every metric's counters, gauges and histogram buckets (``worker.store.metrics``)."""
         return f"{self.prefix}:metrics"
 
     def rate_log(self, account: str) -> str:

@@ -5,6 +5,7 @@ They let a test steer one job without touching global knobs:
 =================================  ===========================================================
 ``[sim:fail]``                     the task fails: failCode ``"500"``, failMsg ``"internal error"``
 ``[sim:fail=CODE:MESSAGE]``        the task fails with that failCode and failMsg
+``[sim:fail=CODE[:MESSAGE]*K]``    ... only the first K tasks created with this exact prompt
 ``[sim:create=CODE]``              createTask answers body code CODE and creates nothing
 ``[sim:create=CODE*K]``            ... only for the first K attempts with this exact prompt
 ``[sim:duration=SECONDS]``         this task's duration
@@ -33,6 +34,7 @@ class _BadDirective(Exception):
 @dataclass
 class Directives:
     fail: tuple[str, str] | None = None
+    fail_times: int | None = None  # None = every task
     create_code: int | None = None
     create_times: int | None = None  # None = every attempt
     duration: float | None = None
@@ -51,6 +53,10 @@ def parse_directives(prompt: str) -> Directives:
                 if arg is None:
                     found.fail = DEFAULT_FAIL
                 else:
+                    times = re.search(r"\*(\d+)$", arg)
+                    if times:
+                        found.fail_times = int(times.group(1))
+                        arg = arg[:times.start()]
                     code, _, message = arg.partition(":")
                     if not code:
                         raise _BadDirective("needs CODE or CODE:MESSAGE")

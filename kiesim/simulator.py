@@ -144,6 +144,7 @@ class Simulator:
         self._bursts: list[Burst] = []
         self._burst_served: Counter = Counter()      # body code -> createTask calls answered by a burst
         self._create_attempts: Counter = Counter()  # prompt -> attempts seen by [sim:create=...]
+        self._fail_counts: Counter = Counter()  # prompt -> tasks created under [sim:fail=...*K]
         self._prompts: Counter = Counter()           # prompt -> accepted creates
         self._rejected: Counter = Counter()          # body code -> rejected creates
         self._accept_times: list[float] = []
@@ -322,7 +323,10 @@ class Simulator:
             else:
                 jitter = cfg.duration_jitter * (2 * jitter_u - 1)
                 duration = max(0.0, cfg.duration + jitter)
-            if directives.fail is not None:
+            if directives.fail is not None and directives.fail_times is not None:
+                self._fail_counts[req.prompt] += 1
+                fail = directives.fail if self._fail_counts[req.prompt] <= directives.fail_times else None
+            elif directives.fail is not None:
                 fail = directives.fail
             elif fail_u < cfg.fail_rate:
                 fail = DEFAULT_FAIL

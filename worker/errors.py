@@ -128,6 +128,36 @@ class GenerationTimeout(JobError):
         return f"job {self.job_id} had no outcome within {self.timeout} s"
 
 
+class GenerationCancelled(JobError):
+    """An operator cancelled the job (``kie-queue cancel``).  ``submitted`` says whether kie.ai already
+    had the task (it has no cancel call: its credits may still be spent; its outcome is ignored)."""
+
+    def __init__(self, job_id: str | None, task_id: str | None = None, submitted: bool = False,
+                 reason: str | None = None):
+        super().__init__(job_id, task_id, submitted, reason)
+
+    @property
+    def job_id(self):
+        return self.args[0]
+
+    @property
+    def task_id(self):
+        return self.args[1]
+
+    @property
+    def submitted(self) -> bool:
+        return bool(self.args[2])
+
+    @property
+    def reason(self):
+        return self.args[3]
+
+    @property
+    def message(self) -> str:
+        when = "after submission (kie.ai may still bill it)" if self.submitted else "before submission"
+        return f"job {self.job_id} was cancelled {when}"
+
+
 class UpstreamError(KieQueueError):
     """kie.ai answered with an error code (in the HTTP status or in the body ``code``).
 

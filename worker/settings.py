@@ -181,6 +181,7 @@ class Settings:
     callback_grace: float = 60.0
     unknown_outcome_grace: float = 120.0
     max_attempts: int = 6
+    generation_retries: int = 2
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     sweep_interval: float = 1.0
@@ -366,6 +367,8 @@ class Settings:
             callback_grace=number("KIE_CALLBACK_GRACE", 60.0, float, 0),
             unknown_outcome_grace=number("KIE_UNKNOWN_OUTCOME_GRACE", 120.0, float, 0),
             max_attempts=int(number("KIE_MAX_ATTEMPTS", 6, int, 1)),
+            generation_retries=_at_most("KIE_GENERATION_RETRIES", int(number("KIE_GENERATION_RETRIES", 2, int, 0)),
+                                        MAX_GENERATION_RETRIES),
             backoff_base=number("KIE_BACKOFF_BASE", 1.0, float, 0.01),
             backoff_cap=number("KIE_BACKOFF_CAP", 60.0, float, 0.01),
             sweep_interval=number("KIE_SWEEP_INTERVAL", 1.0, float, 0.1),
@@ -383,6 +386,16 @@ class Settings:
             metrics_port=port("KIE_METRICS_PORT"),
             otel_jsonl=get("KIE_OTEL_JSONL"),
         )
+
+
+MAX_GENERATION_RETRIES = 10
+"""Upper bound of ``KIE_GENERATION_RETRIES`` (each re-generation is a new upstream task)."""
+
+
+def _at_most(name: str, value, maximum):
+    if value > maximum:
+        raise ConfigError(name, f"must be at most {maximum}, got {value!r}")
+    return value
 
 
 def _storage_location(url_value: str | None, dir_value: str | None) -> tuple[StorageLocation, str | None]:

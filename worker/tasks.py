@@ -2,7 +2,8 @@
 
 Public (other services ``send_task`` these by name):
 
-* ``kie.generate(input, model="google/nano-banana", job_id=None, timeout=None, tenant=None, priority=0)``
+* ``kie.generate(input, model="google/nano-banana", job_id=None, timeout=None, retry_failed=False,
+  tenant=None, priority=0)``
 * ``kie.download(result)``
 
 Internal (sent by the project itself): ``kie.submit`` (a due createTask attempt), ``kie.check``
@@ -31,18 +32,20 @@ log = logging.getLogger("kie_queue.tasks")
 
 @app.task(name=task_names.GENERATE, bind=True)
 def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = None,
-             timeout: float | None = None, allow_unknown_model: bool = False, tenant: str | None = None,
-             priority: int = 0):
+             timeout: float | None = None, allow_unknown_model: bool = False, retry_failed: bool = False,
+             tenant: str | None = None, priority: int = 0):
     """Submit one generation; the chain continues with the result dict when kie.ai has finished it.
 
+    A ``job_id`` used before returns that job's outcome (a success always as is); with
+    ``retry_failed=True`` a failed, timed-out or cancelled job is run again (a new upstream task).
+    The same ``job_id`` with a different model or input is ``InvalidInput`` (field ``job_id``).
     ``tenant`` (default ``default``) names the service the job is for: tenants share each account's
-    budget by weight; ``priority`` (0-9, higher first) orders one tenant's waiting jobs.
-    """
+    budget by weight; ``priority`` (0-9, higher first) orders one tenant's waiting jobs."""
     rt = runtime()
     store = rt.store
     try:
-        cleaned = check_arguments(input, model, job_id, timeout, allow_unknown_model, tenant=tenant,
-                                  priority=priority)
+        cleaned = check_arguments(input, model, job_id, timeout, allow_unknown_model, retry_failed=retry_failed,
+                                  tenant=tenant, priority=priority)
     except InvalidInput as exc:
         if valid_job_id(job_id):
             store.reject(job_id, model=str(model), error=exc.message)
@@ -57,8 +60,11 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
     parking.mark_submitted(self, job_id)
     state, created, _ = store.accept(
         job_id, model=model, input=cleaned, timeout=float(timeout or rt.settings.job_timeout),
-        waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS,
+        waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS, retry_failed=retry_failed,
         tenant=tenant_or_default(tenant), priority=priority)
+    if state == "conflict":
+        store.incr("job_id_conflicts")
+        raise InvalidInput({"job_id": ["already used with a different input"]}, model, job_id)
     if created:
         store.incr("jobs_accepted")
         submission.attempt(rt, app, job_id)

@@ -70,8 +70,11 @@ def test_accept_creates_once_and_attaches_several_waiters(store, r):
     t0 = server_ms(r)
     assert accept(store, waiter_id="w1", first_claim_ms=5000, inp={"prompt": "a cat", "output_format": "png"}) == \
         ("accepted", True, True)
-    assert accept(store, waiter_id="w2", inp={"prompt": "something else"}) == ("accepted", False, True)
-    assert accept(store, waiter_id="w1") == ("accepted", False, False)
+    # the same input with its keys in another order is the same input
+    assert accept(store, waiter_id="w2", inp={"output_format": "png", "prompt": "a cat"}) == ("accepted", False, True)
+    assert accept(store, waiter_id="w1", inp={"prompt": "a cat", "output_format": "png"}) == ("accepted", False, False)
+    # another input under the same job id changes nothing and says so
+    assert accept(store, waiter_id="w3", inp={"prompt": "something else"}) == ("conflict", False, False)
 
     job = store.get("job-1")
     assert job["state"] == "accepted" and job["model"] == MODEL and job["job_id"] == "job-1"
@@ -289,7 +292,7 @@ def test_finish_race_one_winner(store):
 
 
 def test_finish_only_terminal_states():
-    assert set(TERMINAL) == {"succeeded", "failed", "timed_out", "rejected"}
+    assert set(TERMINAL) == {"succeeded", "failed", "timed_out", "cancelled", "rejected"}
 
 
 def test_record_callback_ignored_after_terminal(store):
@@ -390,7 +393,8 @@ def test_keys_live_under_the_prefix(store, r):
     store.incr("x")
     keys = {k.decode() for k in r.scan_iter(f"{store.keys.prefix}:*")}
     assert keys == {store.keys.job("job-1"), store.keys.waiters("job-1"), store.keys.waiters_done("job-1"),
-                    store.keys.task("t" * 32), store.keys.due_check, store.keys.metrics}
+                    store.keys.task("t" * 32), store.keys.due_check, store.keys.metrics,
+                    store.keys.timeline("job-1"), store.keys.jobs}
     assert 0 < r.ttl(store.keys.task("t" * 32)) <= 30 * 86400
 
 
@@ -403,3 +407,81 @@ def test_mark_sending_extends_the_claim_over_the_request(store, r):
     wait_until(lambda: server_ms(r) > before + 200, 3.0, "the short claim lease to pass")
     verdict, wait, _ = store.claim_submit("job-1", lease_ms=100, unknown_grace_ms=10_000)
     assert verdict == "busy" and wait > 4000
+
+
+# -- the timeline ------------------------------------------------------------------------------
+
+
+def test_every_transition_appends_to_the_timeline_in_order(store, r):
+    accept(store)
+    _, _, token = store.claim_submit("job-1", lease_ms=10_000, unknown_grace_ms=1000)
+    assert store.defer("job-1", token, delay_ms=0, reason="429", error="slow down")
+    _, _, token = store.claim_submit("job-1", lease_ms=10_000, unknown_grace_ms=1000)
+    assert store.mark_sending("job-1", token, send_lease_ms=10_000) == 1
+    assert store.record_task("job-1", "t" * 32, first_check_ms=5000, timeout_ms=60_000, source="create") == "recorded"
+    assert store.record_task("job-1", "u" * 32, first_check_ms=5000, timeout_ms=60_000, source="callback") == "duplicate"
+    store.record_callback("job-1", {"state": "success", "task_id": "t" * 32})
+    store.record_callback("job-1", {"state": "success", "task_id": "t" * 32, "again": 1})
+    assert store.reschedule_check("job-1", 100, event="poll", detail="task generating")
+    assert store.finish("job-1", "succeeded", {"ok": True})
+    events = store.timeline("job-1")
+    assert [e["event"] for e in events] == ["accepted", "rate_limited", "create_sent", "task_recorded",
+                                           "duplicate_task", "callback_received", "duplicate_callback", "poll",
+                                           "finished"]
+    assert events[1]["detail"] == "429, 0 ms: slow down" and events[3]["detail"] == "t" * 32 + " (create)"
+    assert events[-1]["detail"] == "succeeded"
+    times = [e["t"] for e in events]
+    assert times == sorted(times) and abs(times[-1] - server_ms(r)) < 5000
+
+
+def test_the_timeline_keeps_the_last_events_only(store):
+    from worker.store.keys import TIMELINE_CAP
+
+    accept(store)
+    _, _, token = store.claim_submit("job-1", lease_ms=10_000, unknown_grace_ms=1000)
+    for i in range(TIMELINE_CAP + 20):
+        assert store.defer("job-1", token, delay_ms=i, reason="rate")
+        _, _, token = store.claim_submit("job-1", lease_ms=10_000, unknown_grace_ms=1000)
+    events = store.timeline("job-1")
+    assert len(events) == TIMELINE_CAP
+    assert events[-1]["detail"] == f"rate, {TIMELINE_CAP + 19} ms" and events[0]["event"] == "wait"
+
+
+def test_a_rerun_keeps_the_ended_generation_and_retires_its_tasks(store):
+    submitted(store)
+    assert store.finish("job-1", "failed", {"error": "GenerationFailed", "fail_code": "422", "fail_msg": "no"},
+                        error="[422] no")
+    store.claim_waiter("job-1", "w1")
+    assert store.rerun("job-1", generation=5, reason="retried") == (0, "failed")     # not the generation seen
+    # a swap that does not name every finished waiter: a chain failed after the caller looked
+    assert store.rerun("job-1", generation=1, reason="retried", add_waiters={"w8": {"id": "w8"}}) == (0, "changed")
+    assert store.rerun("job-1", generation=1, reason="retried", remove_waiters=["w1"],
+                       add_waiters={"w9": {"id": "w9"}}) == (2, "accepted")
+    job = store.get("job-1")
+    assert job["state"] == "accepted" and job["generation"] == "2" and "task_id" not in job and "outcome" not in job
+    assert job["retired_task_ids"] == "t" * 32 and job["task_ids"] == "t" * 32
+    [ended] = json.loads(job["history"])
+    assert (ended["generation"], ended["state"], ended["task_id"]) == (1, "failed", "t" * 32)
+    assert ended["outcome"]["fail_code"] == "422"
+    assert store.waiters("job-1") == {"w9": {"id": "w9"}}
+    assert store.rerun("job-1", generation=2, reason="retried") == (0, "accepted")     # nothing to re-run now
+    assert store.keys.prefix and store.redis.zscore(store.keys.due_submit, "job-1") is not None
+
+
+def test_regenerate_only_the_failing_current_task(store):
+    submitted(store)
+    outcome = {"error": "GenerationFailed", "fail_code": "500", "fail_msg": "internal error"}
+    assert store.regenerate("job-1", task_id="x" * 32, outcome=outcome, detail="d") == (0, "submitted")
+    assert store.regenerate("job-1", task_id="t" * 32, outcome=outcome, detail="d") == (2, "accepted")
+    assert store.regenerate("job-1", task_id="t" * 32, outcome=outcome, detail="d") == (0, "accepted")   # once
+
+
+def test_cancel_is_once_and_only_for_unfinished_jobs(store):
+    accept(store)
+    assert store.cancel("job-1") == (True, "cancelled", None, False)
+    assert store.cancel("job-1") == (False, "cancelled", None, False)
+    assert store.cancel("ghost") == (False, "missing", None, False)
+    assert store.redis.zscore(store.keys.due_submit, "job-1") is None
+    # a create that was in flight when the job was cancelled is kept for the record, nothing more
+    assert store.record_task("job-1", "t" * 32, first_check_ms=1, timeout_ms=1000, source="create") == "cancelled"
+    assert store.get("job-1")["state"] == "cancelled" and store.redis.zscore(store.keys.due_check, "job-1") is None

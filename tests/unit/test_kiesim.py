@@ -391,6 +391,19 @@ def test_prompt_directives_create_and_duration(kie):
     assert stats["creates_rejected"] == {"402": 1, "422": 1, "429": 1, "455": 1, "500": 2}
 
 
+def test_fail_directive_with_a_count_fails_only_the_first_tasks_of_the_prompt(kie):
+    prompt = "flaky gen [sim:fail=500:internal error*2] [sim:duration=0]"
+    outcomes = [kie.wait_done(kie.create_ok(prompt), deadline=5) for _ in range(3)]
+    assert [(o["state"], o["failCode"], o["failMsg"]) for o in outcomes[:2]] == [("fail", "500", "internal error")] * 2
+    assert outcomes[2]["state"] == "success"
+    # the code alone, with the count
+    other = "other [sim:fail=422*1] [sim:duration=0]"
+    first, second = (kie.wait_done(kie.create_ok(other), deadline=5) for _ in range(2))
+    assert (first["state"], first["failCode"], first["failMsg"]) == ("fail", "422", "generation failed")
+    assert second["state"] == "success"
+    assert kie.create("bad [sim:fail=*2]").json()["code"] == 422
+
+
 # ---------------------------------------------------------------------------------------------
 # control API
 

@@ -197,6 +197,7 @@ def test_rate_limit_malformed_names_variable_and_value(raw):
     ("KIE_CALLBACK_GRACE", "-1"),
     ("KIE_UNKNOWN_OUTCOME_GRACE", "-0.1"),
     ("KIE_MAX_ATTEMPTS", "0"),
+    ("KIE_GENERATION_RETRIES", "-1"),
     ("KIE_BACKOFF_BASE", "0"),
     ("KIE_BACKOFF_CAP", "0.001"),
     ("KIE_SWEEP_INTERVAL", "0.01"),
@@ -213,6 +214,7 @@ def test_numbers_below_minimum(name, raw):
     ("KIE_MAX_IN_FLIGHT", "ten"),
     ("KIE_MAX_IN_FLIGHT", "1.5"),
     ("KIE_MAX_ATTEMPTS", "3.0"),
+    ("KIE_GENERATION_RETRIES", "two"),
     ("KIE_JOB_TIMEOUT", "15m"),
     ("KIE_HTTP_TIMEOUT", "abc"),
 ])
@@ -220,6 +222,14 @@ def test_numbers_not_numbers(name, raw):
     err = config_error(**{name: raw})
     assert err.variable == name
     assert repr(raw) in str(err)
+
+
+def test_generation_retries_default_bounds():
+    assert from_env().generation_retries == 2
+    assert from_env(KIE_GENERATION_RETRIES="0").generation_retries == 0
+    assert from_env(KIE_GENERATION_RETRIES="10").generation_retries == 10
+    err = config_error(KIE_GENERATION_RETRIES="11")
+    assert err.variable == "KIE_GENERATION_RETRIES" and "at most 10" in str(err) and "11" in str(err)
 
 
 def test_minimum_values_are_accepted():

@@ -60,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sim":
             os.execv(sys.executable, [sys.executable, "-m", "kiesim", *args.args])
         if args.command == "resume":
+            from ..ops.actions import resume
             from ..runtime import runtime
-            rt = runtime()
-            for account in rt.accounts.values():
-                account.limiter.resume()
-            print(f"submissions resumed; {rt.store.wake_submits()} waiting jobs woken")
+            print(f"submissions resumed; {resume(runtime())['woken']} waiting jobs woken")
             return 0
     except ConfigError as exc:
         print(f"kie-queue: configuration error: {exc.message}", file=sys.stderr)
@@ -113,19 +111,14 @@ def _submit(args) -> int:
 
 
 def _status(job_id: str) -> int:
+    from ..ops.queries import find_job
     from ..runtime import runtime
 
-    store = runtime().store
-    job = store.get(job_id)
-    if job is None and store.job_for_task(job_id):
-        job = store.get(store.job_for_task(job_id))
-    if job is None:
+    view = find_job(runtime(), job_id)
+    if view is None:
         print(f"kie-queue: no job {job_id!r}", file=sys.stderr)
         return 1
-    for field in ("input", "outcome", "callback"):
-        if job.get(field):
-            job[field] = json.loads(job[field])
-    print(json.dumps(job, indent=2, sort_keys=True))
+    print(json.dumps(view.to_json(), indent=2, sort_keys=True))
     return 0
 
 

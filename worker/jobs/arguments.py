@@ -37,13 +37,15 @@ def tenant_or_default(tenant) -> str:
 
 
 def check_arguments(input, model, job_id, timeout, allow_unknown_model: bool = False, *,
-                    tenant=None, priority=0) -> dict:
+                    retry_failed: bool = False, tenant=None, priority=0) -> dict:
     """Return the cleaned ``input``; raise ``InvalidInput`` naming every bad argument.
 
     ``tenant`` (None = ``default``) is 1-64 letters, digits or ``._:-``; ``priority`` an integer 0-9
     (higher goes first within the tenant).
     """
     errors = {}
+    if not isinstance(retry_failed, bool):
+        errors["retry_failed"] = [f"must be true or false, got {retry_failed!r}"]
     if tenant is not None and not valid_tenant(tenant):
         errors["tenant"] = [f"must be 1-64 letters, digits or ._:-, got {tenant!r}"]
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:

@@ -23,7 +23,7 @@ from ..logs import bind as bind_log
 from ..store.records import ADOPTABLE, FOREIGN, task_relation
 from ..store.states import FINISHED, TERMINAL, JobState
 from ..tokens import callback_path
-from . import completion
+from . import completion, regeneration
 from .timing import RETRY_CHECK_S, first_check_delay, poll_delay
 
 log = logging.getLogger("kie_queue.checking")
@@ -51,7 +51,8 @@ def check(rt, app, job_id: str) -> str:
             return "timed_out"
         store.incr("poll_errors")
         log.info("job %s: status check failed (%s); again in %.0f s", job_id, exc, RETRY_CHECK_S)
-        store.reschedule_check(job_id, int(min(RETRY_CHECK_S, max(0.0, deadline - now)) * 1000))
+        store.reschedule_check(job_id, int(min(RETRY_CHECK_S, max(0.0, deadline - now)) * 1000),
+                               event="poll_failed", detail=exc.message)
         return "error"
     store.incr("polls")
     if outcome.terminal:
@@ -60,7 +61,8 @@ def check(rt, app, job_id: str) -> str:
         completion.time_out(rt, app, job_id)
         return "timed_out"
     age = now - int(job["submitted_at"]) / 1000.0
-    store.reschedule_check(job_id, int(min(poll_delay(age), max(0.0, deadline - now)) * 1000 + 1))
+    store.reschedule_check(job_id, int(min(poll_delay(age), max(0.0, deadline - now)) * 1000 + 1),
+                           event="poll", detail=f"task {outcome.task_id} {outcome.state}")
     return "pending"
 
 
@@ -96,7 +98,8 @@ def from_callback(rt, app, job_id: str) -> str:
             if adopting:
                 return "retry"          # the task cannot be adopted unconfirmed: the caller retries
             log.info("job %s: could not confirm callback (%s); the sweep will poll", job_id, exc)
-            store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000))
+            store.reschedule_check(job_id, int(RETRY_CHECK_S * 1000), event="callback_unconfirmed",
+                                   detail=exc.message)
             return "unconfirmed"
         if adopting and not created_for(outcome, job_id):
             store.incr("check_foreign_task")
@@ -140,6 +143,8 @@ def _complete(rt, app, job_id: str, outcome) -> str:
     if outcome.succeeded:
         completion.succeed(rt, app, job_id, outcome)
         return "succeeded"
+    if regeneration.maybe_regenerate(rt, app, job_id, outcome):
+        return "regenerating"
     completion.fail(rt, app, job_id, fail_code=outcome.fail_code, fail_msg=outcome.fail_msg or "generation failed",
                     task_id=outcome.task_id)
     return "failed"

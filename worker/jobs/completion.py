@@ -3,7 +3,7 @@
 A job reaches a terminal state in one atomic store step (:meth:`JobStore.finish`); whoever gets
 there first wins and the others change nothing.  Then every waiter (each ``kie.generate`` call for
 the job) is claimed once (a set-add in Redis) and its parked chain resumed with the result dict or
-failed with ``GenerationFailed`` / ``GenerationTimeout``.  Finishing waiters is safe to repeat: a
+failed with ``GenerationFailed`` / ``GenerationTimeout`` / ``GenerationCancelled``.  Finishing waiters is safe to repeat: a
 claimed waiter is skipped, so a job finished by one worker and re-checked by another resumes
 nothing twice.  (A worker killed between a waiter's claim and the dispatch of its next step loses
 that dispatch: at-most-once resumption was preferred over running the user's chain twice.)
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 
-from ..errors import GenerationFailed, GenerationTimeout
+from ..errors import GenerationCancelled, GenerationFailed, GenerationTimeout
 from ..store.states import FINISHED, JobState
 from .. import tracing
 from . import credit_guard, parking
@@ -94,6 +94,9 @@ def error_for_job(job: dict) -> Exception:
     outcome = json.loads(job.get("outcome") or "{}")
     if job["state"] == JobState.TIMED_OUT:
         return GenerationTimeout(job["job_id"], outcome.get("timeout"), outcome.get("task_id"))
+    if job["state"] == JobState.CANCELLED:
+        return GenerationCancelled(job["job_id"], outcome.get("task_id") or None, bool(outcome.get("submitted")),
+                                   outcome.get("reason"))
     return GenerationFailed(outcome.get("fail_code"), outcome.get("fail_msg"), job["job_id"], outcome.get("task_id"))
 
 
@@ -122,6 +125,8 @@ def repair_waiter(rt, app, job_id: str, parked: dict) -> None:
     job = rt.store.get(job_id)
     if job is None or job["state"] not in FINISHED:
         return
+    if parked["id"] not in rt.store.waiters(job_id):
+        return   # its chain was re-run under new ids (an operator's retry): the original keeps its outcome
     if job["state"] == JobState.SUCCEEDED:
         parking.store_result(app, parked, json.loads(job["outcome"]))
     else:

@@ -14,12 +14,18 @@ job is not finished yet), and must not hold a worker until it is.  So the task:
    ids and options survive, so the caller's ``AsyncResult`` for the end of the chain resolves), or
    :func:`fail` marks the task and every remaining step FAILURE and runs the errbacks.
 
+:func:`rerun` makes a parked chain that already ran (failed) runnable again under new task ids
+(an operator's retry): the original ``AsyncResult`` objects keep their FAILURE.
+
 Measured with celery 5.7: without ``delivery_info={}`` in the rebuilt request, errbacks not
 registered in the completing process crash on ``None.get``; the tests in ``tests/e2e/test_parking.py``
 cover a plain chain, link/link_error, a group of chains and chords, with a failure in each.
 """
 
 from __future__ import annotations
+
+import json
+import uuid
 
 from celery import group, signature
 from celery.app.task import Context
@@ -53,7 +59,7 @@ def stop() -> Ignore:
 
 
 def _context(parked: dict) -> Context:
-    ctx = Context({k: v for k, v in parked.items() if k not in ("priority", "traceparent")})
+    ctx = Context({k: v for k, v in parked.items() if k not in ("priority", "traceparent", "rerun_of")})
     ctx.delivery_info = {}
     ctx.ignore_result = False
     ctx.root_id = parked.get("root_id") or parked["id"]
@@ -98,3 +104,53 @@ def fail(app, parked: dict, exc: Exception) -> None:
     """Fail the parked task with ``exc``: it and every remaining chain step become FAILURE, errbacks run,
     and an enclosing chord is told (so its body fails instead of waiting)."""
     app.backend.mark_as_failure(parked["id"], exc, request=_context(parked))
+
+
+def rerun(parked: dict) -> dict:
+    """A copy of ``parked`` that runs again under new task ids: the parked task itself, every frozen
+    signature of its remaining chain, callbacks and errbacks (nested groups and chords included) get
+    fresh ids, consistently; chord/group membership is dropped (the enclosing chord already failed,
+    so the re-run stands alone).  ``rerun_of`` names the original task id."""
+    renewed: dict[str, str] = {}
+
+    def collect(node):
+        if isinstance(node, dict):
+            options = node.get("options")
+            if isinstance(options, dict):
+                for name in ("task_id", "group_id"):
+                    if isinstance(options.get(name), str):
+                        renewed.setdefault(options[name], uuid.uuid4().hex)
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    def rename(node):
+        if isinstance(node, dict):
+            options = node.get("options")
+            if isinstance(options, dict):
+                for name in ("task_id", "group_id", "parent_id"):
+                    if options.get(name) in renewed:
+                        options[name] = renewed[options[name]]
+            for value in node.values():
+                rename(value)
+        elif isinstance(node, list):
+            for value in node:
+                rename(value)
+
+    new = json.loads(json.dumps(parked))      # a parked chain is JSON (it is stored as JSON): a deep copy
+    for part in ("chain", "callbacks", "errbacks"):
+        collect(new.get(part) or [])
+        rename(new.get(part) or [])
+    new["rerun_of"] = parked["id"]
+    new["id"] = uuid.uuid4().hex
+    new["parent_id"] = parked.get("parent_id")
+    new["chord"] = new["group"] = new["group_index"] = None
+    return new
+
+
+def chain_task_ids(parked: dict) -> list[str]:
+    """The task ids of the parked chain's remaining steps, in the order they run (the last one's
+    ``AsyncResult`` is the end of the chain)."""
+    return [s.get("options", {}).get("task_id") for s in reversed(parked.get("chain") or [])]

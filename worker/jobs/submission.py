@@ -118,6 +118,10 @@ def _submitted(a: Attempt, task_id: str) -> str:
     if recorded == "duplicate":
         rt.store.incr("duplicate_tasks")
         log.warning("job %s: upstream task %s is a duplicate of an earlier one (billed twice)", a.job_id, task_id)
+    elif recorded == "cancelled":
+        a.account.limiter.release(a.job_id)
+        log.info("job %s was cancelled while its create was in flight; task %s is ignored", a.job_id, task_id)
+        return "cancelled"
     return "submitted"
 
 

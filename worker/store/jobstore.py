@@ -4,8 +4,10 @@ A *job* is one upstream generation (one ``job_id``, normally one kie.ai taskId).
 A *waiter* is one ``kie.generate`` invocation waiting on a job, with its parked
 chain; several callers with the same ``job_id`` are several waiters on one job.
 
-States: ``accepted → submitting → submitted → succeeded | failed | timed_out``
-(``rejected`` for invalid input).  ``accepted`` jobs sit in the due-ordered
+States: ``accepted → submitting → submitted → succeeded | failed | timed_out | cancelled``
+(``rejected`` for invalid input); a failed, timed-out or cancelled job may be re-run as its next
+*generation* (:meth:`JobStore.rerun`, :meth:`JobStore.regenerate`: a new upstream task).  Every
+transition appends an event to the job's timeline in the same Lua step.  ``accepted`` jobs sit in the due-ordered
 ``due:submit`` set until a worker claims them; a claim is a lease, so a claim held
 by a dead worker expires and another worker takes the job.  ``submitted`` jobs sit
 in ``due:check`` until their next status poll or timeout.
@@ -29,6 +31,12 @@ from .states import TERMINAL, JobState
 
 def _decode(value):
     return value.decode() if isinstance(value, bytes) else value
+
+
+def canonical_input(input: dict) -> str:
+    """The stored form of a job's input: JSON with sorted keys, so the order of keys never matters
+    when a job id is used again (the same text is the same input)."""
+    return json.dumps(input, sort_keys=True)
 
 
 class JobStore:
@@ -58,48 +66,67 @@ class JobStore:
     def job_for_task(self, task_id: str) -> str | None:
         return _decode(self.redis.get(self.keys.task(task_id)))
 
+    def timeline(self, job_id: str) -> list[dict]:
+        """The job's events, oldest first: ``[{"t": epoch ms, "event": str, "detail": str}]``."""
+        return [json.loads(e) for e in self.redis.lrange(self.keys.timeline(job_id), 0, -1)]
+
+    def recent_jobs(self, *, since_ms: int | None = None, start: int = 0, count: int = 100) -> list[str]:
+        """Job ids from the index, newest first (``since_ms``: created at or after that epoch ms)."""
+        low = "-inf" if since_ms is None else int(since_ms)
+        return [_decode(m) for m in self.redis.zrevrangebyscore(self.keys.jobs, "+inf", low, start=start, num=count)]
+
+    def server_ms(self) -> int:
+        """The Redis server's clock in epoch ms (the clock every transition uses)."""
+        sec, usec = self.redis.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
     # -- transitions -----------------------------------------------------------------------
     def accept(self, job_id: str, *, model: str, input: dict, timeout: float, waiter_id: str,
-               waiter: dict, first_claim_ms: int, tenant: str = "default",
+               waiter: dict, first_claim_ms: int, retry_failed: bool = False, tenant: str = "default",
                priority: int = 0) -> tuple[str, bool, bool]:
         """Create the job if new and attach a waiter.  Returns (state, created, waiter_added).
 
-        A new job keeps ``tenant`` and ``priority``; a second call with the same id keeps the first's.
-        """
+        State ``conflict``: the job id exists with another model or input (nothing changed).  With
+        ``retry_failed``, a failed, timed-out or cancelled job is re-run (its next generation).  A new
+        job keeps ``tenant`` and ``priority``; a second call with the same id keeps the first's."""
         k = self.keys
         state, created, added = self._run(
-            "accept", keys=[k.job(job_id), k.waiters(job_id), k.due_submit],
-            args=[job_id, model, json.dumps(input, sort_keys=True), timeout, waiter_id, json.dumps(waiter),
-                  first_claim_ms, tenant, int(priority)])
+            "accept", keys=[k.job(job_id), k.waiters(job_id), k.due_submit, k.jobs, k.timeline(job_id), k.due_check],
+            args=[job_id, model, canonical_input(input), timeout, waiter_id, json.dumps(waiter),
+                  first_claim_ms, int(bool(retry_failed)), tenant, int(priority)])
         return _decode(state), bool(created), bool(added)
 
     def reject(self, job_id: str, *, model: str, error: str) -> bool:
-        return bool(self._run("reject", keys=[self.keys.job(job_id)], args=[job_id, model, error]))
+        k = self.keys
+        return bool(self._run("reject", keys=[k.job(job_id), k.jobs, k.timeline(job_id)], args=[job_id, model, error]))
 
     def claim_submit(self, job_id: str, *, lease_ms: int, unknown_grace_ms: int) -> tuple[str, int, str]:
         """Claim the job for a createTask attempt.  Returns (verdict, wait_ms, claim_token)."""
         token = uuid.uuid4().hex
-        verdict, wait = self._run("claim_submit", keys=[self.keys.job(job_id), self.keys.due_submit],
+        verdict, wait = self._run("claim_submit", keys=[self.keys.job(job_id), self.keys.due_submit,
+                                                        self.keys.timeline(job_id)],
                                   args=[job_id, lease_ms, token, unknown_grace_ms])
         return _decode(verdict), int(wait), token
 
     def mark_sending(self, job_id: str, token: str, *, send_lease_ms: int) -> int:
         """Record that a create is about to go out and extend the claim over the request by
         ``send_lease_ms``; returns the attempt number (0 = claim lost)."""
-        return int(self._run("mark_sending", keys=[self.keys.job(job_id), self.keys.due_submit],
+        return int(self._run("mark_sending", keys=[self.keys.job(job_id), self.keys.due_submit,
+                                                   self.keys.timeline(job_id)],
                              args=[token, job_id, send_lease_ms]))
 
     def defer(self, job_id: str, token: str, *, delay_ms: int, reason: str, error: str = "",
               count_error: bool = False, outcome_unknown: bool = False) -> bool:
         """Give back a claim and wait ``delay_ms`` in the submit queue."""
         return bool(self._run(
-            "defer", keys=[self.keys.job(job_id), self.keys.due_submit],
+            "defer", keys=[self.keys.job(job_id), self.keys.due_submit, self.keys.timeline(job_id)],
             args=[job_id, token, max(0, int(delay_ms)), reason, error, int(count_error), int(outcome_unknown)]))
 
     def record_task(self, job_id: str, task_id: str, *, first_check_ms: int, timeout_ms: int,
                     source: str) -> str:
         k = self.keys
-        return _decode(self._run("record_task", keys=[k.job(job_id), k.due_submit, k.due_check, k.task(task_id)],
+        return _decode(self._run("record_task", keys=[k.job(job_id), k.due_submit, k.due_check, k.task(task_id),
+                                                      k.timeline(job_id)],
                                  args=[job_id, task_id, first_check_ms, timeout_ms, source]))
 
     def finish(self, job_id: str, state: str, outcome: dict, *, error: str = "", credits=None) -> bool:
@@ -108,13 +135,15 @@ class JobStore:
         if state not in TERMINAL:
             raise ValueError(f"finish: state must be one of {sorted(TERMINAL)}, got {state!r}")
         k = self.keys
-        return self._run("finish", keys=[k.job(job_id), k.due_submit, k.due_check],
+        return self._run("finish", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id)],
                          args=[job_id, state, json.dumps(outcome), error,
                                "" if credits is None else repr(float(credits))]) == 1
 
     def record_callback(self, job_id: str, outcome: dict) -> tuple[str, int]:
         """Store a delivered callback's outcome (ignored once the job is terminal). Returns (state, deliveries)."""
-        state, n = self._run("record_callback", keys=[self.keys.job(job_id)], args=[json.dumps(outcome)])
+        summary = f"{outcome.get('state')} {outcome.get('task_id') or outcome.get('taskId') or ''}".strip()
+        state, n = self._run("record_callback", keys=[self.keys.job(job_id), self.keys.timeline(job_id)],
+                             args=[json.dumps(outcome), summary])
         return _decode(state), int(n)
 
     def claim_waiter(self, job_id: str, waiter_id: str) -> bool:
@@ -131,9 +160,49 @@ class JobStore:
         """Make every job waiting for submission due now (after a pause was lifted)."""
         return int(self._run("wake", keys=[self.keys.due_submit], args=[]))
 
-    def reschedule_check(self, job_id: str, delay_ms: int) -> bool:
-        return bool(self._run("reschedule", keys=[self.keys.due_check, self.keys.job(job_id)],
-                              args=[job_id, max(0, int(delay_ms)), JobState.SUBMITTED.value]))
+    def reschedule_check(self, job_id: str, delay_ms: int, *, event: str = "", detail: str = "") -> bool:
+        """Check a submitted job again in ``delay_ms``; ``event`` (with ``detail``) goes on its timeline."""
+        return bool(self._run("reschedule", keys=[self.keys.due_check, self.keys.job(job_id), self.keys.timeline(job_id)],
+                              args=[job_id, max(0, int(delay_ms)), JobState.SUBMITTED.value, event, detail]))
+
+    def cancel(self, job_id: str, *, reason: str = "cancelled by an operator") -> tuple[bool, str, str | None, bool]:
+        """Cancel an unfinished job.  Returns (done, state, task_id, was_sent): ``done`` is True for the call
+        that cancelled it; otherwise ``state`` is the terminal state it already had, or ``missing``."""
+        k = self.keys
+        verdict, task_id, sent, state = self._run(
+            "cancel", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id)], args=[job_id, reason])
+        verdict = _decode(verdict)
+        return verdict == "cancelled", (_decode(state) or verdict), _decode(task_id) or None, bool(sent)
+
+    def rerun(self, job_id: str, *, generation: int, reason: str, detail: str = "",
+              remove_waiters: list[str] = (), add_waiters: dict[str, dict] | None = None) -> tuple[int, str]:
+        """Run a failed, timed-out or cancelled job of ``generation`` again (a new upstream task), swapping
+        the waiters ``remove_waiters`` for ``add_waiters`` in the same step.  Returns (new generation,
+        state); generation 0 when the job was not re-runnable or had moved on (nothing changed), with
+        state ``changed`` when a waiter finished that ``remove_waiters`` does not name (look again)."""
+        swap = json.dumps({"remove": list(remove_waiters),
+                           "add": {w: json.dumps(p) for w, p in (add_waiters or {}).items()}})
+        return self._restart(job_id, "finished", str(generation), reason, detail, "", swap)
+
+    def regenerate(self, job_id: str, *, task_id: str, outcome: dict, detail: str) -> tuple[int, str]:
+        """Start the next generation of a submitted job whose task ``task_id`` failed transiently (before
+        the job is finished; its waiters keep waiting).  Returns (new generation, state), 0 if it had moved on."""
+        return self._restart(job_id, "failing", task_id, "regenerate", detail, json.dumps(outcome), "")
+
+    def _restart(self, job_id, mode, expected, reason, detail, outcome_json, swap) -> tuple[int, str]:
+        k = self.keys
+        gen, state = self._run("restart", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id),
+                                                k.waiters(job_id), k.waiters_done(job_id)],
+                               args=[job_id, mode, expected, reason, detail, outcome_json, swap])
+        return int(gen), _decode(state)
+
+    def record_files(self, job_id: str, files: list[dict]) -> bool:
+        """Keep the stored files of a succeeded job on its record (``kie.download`` calls this)."""
+        key = self.keys.job(job_id)
+        if not self.redis.exists(key):
+            return False
+        self.redis.hset(key, "files", json.dumps(files))
+        return True
 
     # -- metrics ---------------------------------------------------------------------------
     def incr(self, event: str, amount: float = 1) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 
+TIMELINE_CAP = 200
+"""Events kept per job (each transition appends one, in the same Lua step)."""
+
 
 def account_id(api_key: str | None) -> str:
     """A short, non-reversible name for an API key (first 16 hex of its SHA-256)."""
@@ -32,6 +35,16 @@ class Keys:
     def waiters_done(self, job_id: str) -> str:
         """Set: Celery task ids whose chain was already resumed or failed (the exactly-once claim)."""
         return f"{self.prefix}:job:{job_id}:done"
+
+    def timeline(self, job_id: str) -> str:
+        """List: the job's events, oldest first, JSON ``{"t": epoch ms, "event", "detail"}``, capped at
+        ``TIMELINE_CAP`` (the oldest are dropped)."""
+        return f"{self.prefix}:job:{job_id}:timeline"
+
+    @property
+    def jobs(self) -> str:
+        """Sorted set: job id → epoch ms of its creation (the index ``kie-queue jobs`` lists)."""
+        return f"{self.prefix}:jobs"
 
     def task(self, task_id: str) -> str:
         """String: upstream taskId → job id."""

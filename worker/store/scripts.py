@@ -3,9 +3,12 @@
 Each script file starts with a header comment naming its KEYS and ARGV.  Every script runs after
 one shared prologue that defines ``now`` (the Redis server's clock in ms, so hosts with skewed
 clocks agree) and the job-state sets of ``worker.store.states`` as Lua tables (``TERMINAL[state]``),
-so no script spells the clock or a list of states itself.  A line ``-- include: NAME`` is replaced
-by ``lua/NAME.lua`` (a library of local functions shared by several scripts, e.g. ``fair.lua``).
-Files are read on first use, never at import.
+so no script spells the clock or a list of states itself.  The prologue also holds the functions
+in ``lua/_lib.lua`` (``event``: append to a job's timeline; ``restart``: put a finished or failing
+job back to ``accepted`` as its next generation), so a transition and its timeline entry are one
+atomic step.  A line ``-- include: NAME`` is replaced by ``lua/NAME.lua`` (a library of local
+functions shared by a few scripts, e.g. the fair scheduler's ``fair.lua``).  Files are read on first
+use, never at import.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 from importlib.resources import files
 
 from . import states
+from .keys import TIMELINE_CAP
 
 _CLOCK = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
 
@@ -31,6 +35,9 @@ def prologue() -> str:
         _lua_set("TERMINAL", states.TERMINAL),
         _lua_set("FINISHED", states.FINISHED),
         _lua_set("UNSUBMITTED", states.UNSUBMITTED),
+        _lua_set("RERUNNABLE", states.RERUNNABLE),
+        f"local TIMELINE_CAP = {TIMELINE_CAP}",
+        files(__package__).joinpath("lua", "_lib.lua").read_text(),
     ]) + "\n"
 
 

@@ -1,4 +1,4 @@
--- KEYS: 1 job, 2 due_submit
+-- KEYS: 1 job, 2 due_submit, 3 timeline
 -- ARGV: 1 job_id, 2 lease_ms, 3 claim_token, 4 unknown_grace_ms
 -- Claims the right to submit the job.  Returns {verdict, wait_ms}:
 --   'claimed'  the caller holds the claim (token) for lease_ms;
@@ -27,6 +27,7 @@ if since == 0 then
   since = now
   redis.call('HSET', KEYS[1], 'unknown_since', now, 'last_error', 'create outcome unknown (worker lost)')
   redis.call('HINCRBY', KEYS[1], 'unknown_outcomes', 1)
+  event(KEYS[3], 'create_outcome_unknown', 'the worker sending the create was lost')
 end
 local due = since + tonumber(ARGV[4])
 if due > now then
@@ -35,4 +36,5 @@ if due > now then
 end
 redis.call('HDEL', KEYS[1], 'sending_at', 'unknown_since')
 redis.call('HINCRBY', KEYS[1], 'resubmitted_after_unknown', 1)
+event(KEYS[3], 'resubmit', 'no callback revealed the earlier create: sending again (a duplicate task may exist)')
 return claim('resubmit')

@@ -1,4 +1,4 @@
--- KEYS: 1 job, 2 due_submit, 3 due_check
+-- KEYS: 1 job, 2 due_submit, 3 due_check, 4 timeline
 -- ARGV: 1 job_id, 2 final_state, 3 outcome_json, 4 error ('' = none), 5 credits consumed ('' = unknown)
 -- Moves the job to a terminal state exactly once.  Returns 1 if this call did it, 0 if it already was.
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -10,4 +10,5 @@ if ARGV[5] and ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'credits', ARGV[5]
 redis.call('HDEL', KEYS[1], 'claim', 'claimed_until', 'sending_at', 'wait_reason', 'grant')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+event(KEYS[4], 'finished', ARGV[2] .. ((ARGV[4] ~= '' and (': ' .. ARGV[4])) or ''))
 return 1

@@ -1,9 +1,10 @@
--- KEYS: 1 job, 2 due_submit, 3 due_check, 4 task_map
+-- KEYS: 1 job, 2 due_submit, 3 due_check, 4 task_map, 5 timeline
 -- ARGV: 1 job_id, 2 task_id, 3 first_check_ms, 4 timeout_ms, 5 source ('create' | 'callback' | 'poll')
 -- Records an upstream taskId for the job.  Returns:
 --   'recorded'  first task of the job (state becomes submitted; deadline starts);
 --   'known'     this taskId was already recorded;
 --   'duplicate' the job already had another task: this one is an extra (billed) upstream task;
+--   'cancelled' the job was cancelled while its create was in flight (kept for the record);
 --   'missing'   no such job.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
@@ -17,7 +18,14 @@ if UNSUBMITTED[state] then
   redis.call('HDEL', KEYS[1], 'claim', 'claimed_until', 'sending_at', 'unknown_since', 'wait_reason')
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZADD', KEYS[3], now + math.min(tonumber(ARGV[3]), tonumber(ARGV[4])), ARGV[1])
+  event(KEYS[5], 'task_recorded', ARGV[2] .. ' (' .. ARGV[5] .. ')')
   return 'recorded'
 end
+if state == 'cancelled' and not redis.call('HGET', KEYS[1], 'task_id') then
+  redis.call('HSET', KEYS[1], 'task_id', ARGV[2], 'updated_at', now, 'task_source', ARGV[5])
+  event(KEYS[5], 'task_after_cancel', ARGV[2] .. ': its outcome is ignored (kie.ai may still bill it)')
+  return 'cancelled'
+end
+event(KEYS[5], 'duplicate_task', ARGV[2] .. ' (' .. ARGV[5] .. ')')
 redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
 return 'duplicate'

@@ -1,12 +1,12 @@
 #!/bin/sh
-# Container entry point: `entrypoint.sh web|worker|beat|flower [extra args]`.
-# web, worker and beat run their line of the Procfile as it is (one source for the three commands);
+# Container entry point: `entrypoint.sh web|worker|beat|dashboard|flower [extra args]`.
+# web, worker, beat and dashboard run their line of the Procfile as it is (one source for the three commands);
 # flower runs Celery's monitor on the same broker.  Anything else is run as a command.
 set -eu
 PROCFILE=${KIE_PROCFILE:-/app/Procfile}
 kind=${1:-web}
 case "$kind" in
-  web|worker|beat)
+  web|worker|beat|dashboard)
     shift
     line=$(sed -n "s/^$kind: //p" "$PROCFILE")
     [ -n "$line" ] || { echo "entrypoint: no '$kind' line in $PROCFILE" >&2; exit 2; }

@@ -217,6 +217,8 @@ class Settings:
     metrics_port: int | None = None    # a worker serves the deployment's /metrics on this port too
     otel: bool = False                 # OpenTelemetry tracing (worker.tracing)
     otel_jsonl: str | None = None      # also write spans as JSON lines to this file
+    dashboard_bind: str = "127.0.0.1"
+    dashboard_token: str | None = _secret_field()
 
     @property
     def webhook_secret(self) -> str | None:
@@ -225,8 +227,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction (including passwords inside service URLs)."""
-        vals = [self.api_key, self.webhook_hmac_key, *self.webhook_secrets, *self.aws_secrets,
-                *(k for _, k in self.tenant_api_keys)]
+        vals = [self.api_key, self.webhook_hmac_key, self.dashboard_token, *self.webhook_secrets,
+                *self.aws_secrets, *(k for _, k in self.tenant_api_keys)]
         for u in (self.redis_url, self.broker_url, self.result_backend):
             password = urllib.parse.urlsplit(u).password if u else None
             if password:
@@ -385,7 +387,27 @@ class Settings:
             otel=otel,
             metrics_port=port("KIE_METRICS_PORT"),
             otel_jsonl=get("KIE_OTEL_JSONL"),
+            dashboard_bind=_bind_address(get("KIE_DASHBOARD_BIND", "127.0.0.1")),
+            dashboard_token=_dashboard_token(get("KIE_DASHBOARD_TOKEN")),
         )
+
+
+def _bind_address(raw: str) -> str:
+    import ipaddress
+    try:
+        return str(ipaddress.ip_address(raw.strip().strip("[]")))
+    except ValueError:
+        raise ConfigError("KIE_DASHBOARD_BIND", f"expected an IP address to listen on (127.0.0.1, 0.0.0.0, ::1), "
+                                                f"got {raw!r}") from None
+
+
+def _dashboard_token(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if len(raw) < 16:
+        raise ConfigError("KIE_DASHBOARD_TOKEN", f"must be at least 16 characters (got {len(raw)}); "
+                                                 "use a long random value, e.g. `openssl rand -hex 24`")
+    return raw
 
 
 MAX_GENERATION_RETRIES = 10

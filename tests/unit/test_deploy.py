@@ -116,10 +116,10 @@ def test_the_kustomization_lists_every_manifest():
 
 # -- one set of commands --------------------------------------------------------------------------------------
 
-def test_the_procfile_has_the_three_process_types_and_every_deploy_file_runs_them_through_it():
-    assert set(procfile()) == {"web", "worker", "beat"}
+def test_the_procfile_has_its_process_types_and_every_deploy_file_runs_them_through_it():
+    assert set(procfile()) == {"web", "worker", "beat", "dashboard"}
     entrypoint = (DEPLOY / "entrypoint.sh").read_text()
-    assert "Procfile" in entrypoint and "web|worker|beat)" in entrypoint
+    assert "Procfile" in entrypoint and "web|worker|beat|dashboard)" in entrypoint
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["entrypoint.sh"]' in dockerfile and 'CMD ["web"]' in dockerfile
     assert "COPY Procfile" in dockerfile

@@ -53,7 +53,7 @@ def test_transient_failures_are_generated_again_and_the_job_succeeds(system):
     # the waiter was resumed once, with the final success
     assert rt.store.waiter_done("regen-ok", waiter["id"])
     assert app.AsyncResult(waiter["id"]).get(timeout=5)["task_id"] == job["task_id"]
-    assert rt.store.counters()["regenerations"] == 2
+    assert rt.store.metrics.snapshot().value("kie_regenerations_total") == 2
     view = queries.find_job(rt, "regen-ok")
     assert view.regenerations == 2 and [g["error"]["code"] for g in view.generations] == ["500", "500"]
 

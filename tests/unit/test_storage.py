@@ -186,6 +186,20 @@ def test_store_and_read_back(backend):
     assert backend.everything() == ["job-1/0.png"]
 
 
+
+def test_a_stored_file_reads_back_by_its_uri_and_nothing_else_does(backend):
+    storage = backend.storage
+    stored = storage.store("job-7/0.png", [b"\x89PNG", b" streamed back"], content_type="image/png")
+    name = storage.name_for_uri(stored.uri)
+    assert name == "job-7/0.png"
+    assert b"".join(storage.read(name, chunk_size=4)) == b"\x89PNG streamed back"
+    with pytest.raises(FileNotFoundError):
+        b"".join(storage.read("job-7/1.png"))
+    base = stored.uri[: -len("job-7/0.png")]
+    for uri in (base + "job-7/../../x.png", base.rstrip("/") + "-other/job-7/0.png", "file:///etc/passwd",
+                "s3://another-bucket/job-7/0.png", "", base):
+        assert storage.name_for_uri(uri) is None, uri
+
 @pytest.mark.parametrize("size", [200_000, 2 * MIN_PART_SIZE + 12345], ids=["one-part", "multipart"])
 def test_same_bytes_again_are_skipped_other_bytes_replace(backend, size):
     data = png_body(size, 2)

@@ -61,7 +61,7 @@ CALLBACK_OUTCOMES = ("accepted", "redelivered", "duplicate", "unauthorized", "ba
 CALLBACK_CHECKS = ("task_mismatch", "unknown_task", "foreign_task", "contradicted")
 RETRY_REASONS = ("rate_limited", "transient_error", "unknown_outcome")
 WAIT_REASONS = ("rate", "reserved", "cooldown", "paused", "in_flight", "fair", "tenant_cap")
-FINISHED_STATES = ("succeeded", "failed", "timed_out")
+FINISHED_STATES = ("succeeded", "failed", "timed_out", "cancelled")
 LIVE_STATES = ("accepted", "submitting", "submitted")
 
 CATALOGUE: tuple[Metric, ...] = (
@@ -105,6 +105,10 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("kie_tenant_granted_total", "counter", "Creates granted to a tenant by the fair scheduler, by account "
            "and tenant.", ("account", "tenant"), (), live=True),
     Metric("kie_slots_reclaimed_total", "counter", "In-flight slots freed by the sweep (their job was gone)."),
+    Metric("kie_regenerations_total", "counter",
+           "Upstream generations started again after a transient failCode (KIE_GENERATION_RETRIES)."),
+    Metric("kie_jobs_retried_total", "counter", "Finished jobs re-run by an operator (kie-queue retry, the dashboard)."),
+    Metric("kie_job_id_conflicts_total", "counter", "kie.generate calls refused: job_id already used with another input."),
     Metric("kie_events_total", "counter", "Other counted events, by name.", ("event",), ()),
     # -- gauges --------------------------------------------------------------------------------
     Metric("kie_jobs", "gauge", "Unfinished jobs by state.", ("state",), _one(LIVE_STATES), live=True),
@@ -171,6 +175,9 @@ EVENTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "polls": [("kie_polls_total", ())],
     "poll_errors": [("kie_poll_errors_total", ())],
     "slots_reclaimed": [("kie_slots_reclaimed_total", ())],
+    "regenerations": [("kie_regenerations_total", ())],
+    "jobs_retried": [("kie_jobs_retried_total", ())],
+    "job_id_conflicts": [("kie_job_id_conflicts_total", ())],
     "credit_pauses": [("kie_credit_pauses_total", ())],
 }
 # the worker's callback checks were counted as callbacks_<reason> before; they are not webhook answers

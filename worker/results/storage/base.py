@@ -15,7 +15,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import re
-from typing import Iterable
+import urllib.parse
+from typing import Iterable, Iterator
 
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_NAME_LENGTH = 1024
@@ -77,6 +78,22 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def uri_for(self, relative_name: str) -> str:
         """Where ``relative_name`` is (or would be) kept: ``file:///...`` or ``s3://bucket/key``."""
+
+    @abc.abstractmethod
+    def read(self, relative_name: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        """The stored bytes of ``relative_name``, streamed; ``FileNotFoundError`` if there is no such file."""
+
+    def name_for_uri(self, uri: str) -> str | None:
+        """The relative name whose ``uri_for`` is ``uri``, or None when ``uri`` is not a file of this storage
+        (another bucket or folder, an escape, an unsafe name)."""
+        base = self.uri_for("x")[:-1]
+        if not isinstance(uri, str) or not uri.startswith(base):
+            return None
+        name = urllib.parse.unquote(uri[len(base):])
+        try:
+            return name if self.uri_for(validate_name(name)) == uri else None
+        except ValueError:
+            return None
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -42,6 +42,11 @@ class LocalStorage(Storage):
     def uri_for(self, relative_name: str) -> str:
         return "file://" + urllib.parse.quote(self.path_for(relative_name))
 
+    def read(self, relative_name: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        with open(self.path_for(relative_name), "rb") as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
     def check(self) -> None:
         existing = self.root
         while not os.path.exists(existing):

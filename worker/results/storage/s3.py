@@ -32,7 +32,7 @@ import contextlib
 import hashlib
 import secrets
 import threading
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import boto3
 from botocore.config import Config
@@ -110,6 +110,18 @@ class S3Storage(Storage):
         """An http(s) GET URL for ``relative_name`` that needs no credentials, valid ``seconds``."""
         return self._call("presign", self.client.generate_presigned_url, "get_object",
                           Params={"Bucket": self.bucket, "Key": self.key_for(relative_name)}, ExpiresIn=seconds)
+
+    def read(self, relative_name: str, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key_for(relative_name))["Body"]
+        except ClientError as e:
+            if _code(e) in ("NoSuchKey", "404"):
+                raise FileNotFoundError(relative_name) from None
+            raise self._error("GetObject", e) from None
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
 
     def check(self) -> None:
         self._call("HeadBucket", self.client.head_bucket, Bucket=self.bucket)

@@ -62,10 +62,6 @@ class Runtime:
         """The account a tenant's jobs are sent with."""
         return self.accounts[account_id(self.settings.api_key_for(tenant or DEFAULT_TENANT))]
 
-    def limiter_status(self) -> dict:
-        """Every account's limiter figures, with per-tenant rows (``Limiter.status``), default first."""
-        return {"accounts": [account.limiter.status() for account in self.accounts.values()]}
-
     def account_of(self, job: dict | None) -> Account:
         """The account of a job record (by its tenant)."""
         return self.account_for((job or {}).get("tenant") or DEFAULT_TENANT)

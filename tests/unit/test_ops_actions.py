@@ -123,6 +123,9 @@ def test_limiter_status_shows_the_window_the_cap_and_pauses(env):
     assert (busy["creates_in_window"], busy["in_flight"], busy["waiting"]) == (3, 3, 4)   # 3 claimed, 1 due
     assert busy["cooldown"]["reason"] == "429 from kie.ai" and 0 < busy["cooldown"]["seconds_left"] <= 2.0
     assert busy["pause"]["reason"] == "402 insufficient credits" and 25 < busy["pause"]["seconds_left"] <= 30.0
+    view = queries.find_job(rt, "lim-0")
+    assert (view.tenant, view.priority) == ("acme", 0) and view.to_json()["tenant"] == "acme"
+    assert queries.find_job(rt, "lim-w").tenant == "default"
     [acme] = busy["tenants"]
     assert (acme["tenant"], acme["in_flight"], acme["creates_in_window"], acme["waiting"]) == ("acme", 3, 3, 0)
     assert actions.resume(rt) == {"resumed": True, "woken": 4}

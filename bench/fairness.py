@@ -16,7 +16,10 @@ processes of concurrency 2 and beat (polling-only):
 A job's create time is its record's ``submitted_at`` (the Redis server's clock, on this host).  Per
 tenant it prints the creates per 10-s window (counted from A's enqueue), the time from its enqueue
 to its last create, and the share of the creates while both tenants had jobs ready (from B's
-enqueue to B's last create) beside the ideal share (its weight over the sum of the weights); plus
+enqueue to B's last create; creates granted in one burst go out in whatever order the workers take
+them, so the last burst blurs this figure) and in the windows in which both were ready throughout
+(B had creates in the window and jobs left after it), beside the ideal share (its weight over the
+sum of the weights); plus
 the simulator's 429 count and the most creates in any window, and the efficiency of the whole run
 against the best schedule the limit allows.  Only 127.0.0.1 is contacted; every process started is
 stopped on exit, and the bench's Redis keys are deleted.
@@ -136,14 +139,21 @@ def analyse(label, weights, rate, created, a_ids, b_ids, t_a, t_b, stats) -> dic
         return [sum(1 for t in times if t_a + k * rate.window <= t < t_a + (k + 1) * rate.window)
                 for k in range(int((end - t_a) // rate.window) + 1)]
 
+    # the windows in which both tenants were ready throughout: B had creates in it and jobs left after it
+    a_pw, b_pw = per_window(a), per_window(b)
+    full = [k for k in range(len(b_pw)) if b_pw[k] > 0 and sum(b_pw[:k + 1]) < len(b)]
+    full_a, full_b = sum(a_pw[k] for k in full), sum(b_pw[k] for k in full)
+    full_n = full_a + full_b
     return {
-        "label": label, "weights": weights,
-        "A": {"created": len(a), "per_window": per_window(a), "enqueue_to_last": (a[-1] - t_a) if a else None,
+        "label": label, "weights": weights, "full_windows": len(full),
+        "A": {"created": len(a), "per_window": a_pw, "enqueue_to_last": (a[-1] - t_a) if a else None,
               "share_both_ready": (len(in_both) / contended) if contended else None,
+              "share_full_windows": (full_a / full_n) if full_n else None,
               "ideal_share": None if weights is None else 1.0 / (1.0 + w_b)},
-        "B": {"created": len(b), "per_window": per_window(b), "enqueue_to_last": (b[-1] - t_b) if b else None,
+        "B": {"created": len(b), "per_window": b_pw, "enqueue_to_last": (b[-1] - t_b) if b else None,
               "enqueue_to_first": (b[0] - t_b) if b else None,
               "share_both_ready": (len(b) / contended) if contended else None,
+              "share_full_windows": (full_b / full_n) if full_n else None,
               "ideal_share": None if weights is None else w_b / (1.0 + w_b)},
         "contended_creates": contended,
         "rejected_429": int(stats.get("creates_rejected", {}).get("429", 0)),
@@ -166,11 +176,14 @@ def table(runs: list[dict], rate: RateLimit) -> str:
             (f"{tenant}: creates per {rate.window:g}-s window", lambda r, t=tenant: ",".join(map(str, r[t]["per_window"]))),
             (f"{tenant}: enqueue -> last create (s)", lambda r, t=tenant: fmt(r[t]["enqueue_to_last"], 1)),
             (f"{tenant}: share while both ready", lambda r, t=tenant: fmt(r[t]["share_both_ready"], 3)),
+            (f"{tenant}: share in windows both were ready throughout",
+             lambda r, t=tenant: fmt(r[t]["share_full_windows"], 3)),
             (f"{tenant}: ideal share", lambda r, t=tenant: fmt(r[t]["ideal_share"], 3)),
         ]
     rows += [
         ("B: enqueue -> first create (s)", lambda r: fmt(r["B"]["enqueue_to_first"], 1)),
         ("creates while both ready", lambda r: r["contended_creates"]),
+        ("windows both were ready throughout", lambda r: r["full_windows"]),
         ("429 responses", lambda r: r["rejected_429"]),
         (f"max creates in any {rate.window:g} s (<= {rate.limit})", lambda r: r["max_in_window"]),
         ("efficiency of the whole run (best / actual span)", lambda r: fmt(r["efficiency"], 3)),

@@ -199,7 +199,9 @@ def run_kie_queue(args, rate: RateLimit, workroot: Path) -> dict:
             outcomes, complete = wait_outcomes(results, time.monotonic() + deadline_s(args, rate), sim,
                                                "kie-queue")
             stats = sim_stats(sim)
-            counters = {k.decode(): int(v) for k, v in r.hgetall(Keys(prefix).metrics).items()}
+            # the metrics hash: counters are "c|<metric>|<labels>" (worker.store.metrics)
+            counters = {k.decode().split("|", 1)[1]: int(float(v)) for k, v in r.hgetall(Keys(prefix).metrics).items()
+                        if k.decode().startswith("c|")}
         finally:
             stack.stop()
             cleanup_redis(r, prefix, [queue], task_ids)
@@ -207,8 +209,9 @@ def run_kie_queue(args, rate: RateLimit, workroot: Path) -> dict:
     setting = f"KIE_RATE_LIMIT={rate}" + (f", {args.tenants} tenants" if args.tenants > 1 else "") + \
         (f", weights {args.tenant_weights}" if args.tenant_weights else "")
     out.update({"label": "kie-queue limiter", "setting": setting, "outcomes": outcomes,
-                "complete": complete, "project_counters": {k: v for k, v in sorted(counters.items())
-                                                           if k.startswith(("waits_", "upstream_", "creates_"))}})
+                "complete": complete,
+                "project_counters": {k: v for k, v in sorted(counters.items())
+                                     if k.startswith(("kie_waits_total", "kie_upstream_", "kie_creates_"))}})
     return out
 
 

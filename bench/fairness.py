@@ -173,7 +173,8 @@ def table(runs: list[dict], rate: RateLimit) -> str:
     for tenant in ("A", "B"):
         rows += [
             (f"{tenant}: creates", lambda r, t=tenant: r[t]["created"]),
-            (f"{tenant}: creates per {rate.window:g}-s window", lambda r, t=tenant: ",".join(map(str, r[t]["per_window"]))),
+            (f"{tenant}: creates per {rate.window:g}-s window",
+             lambda r, t=tenant: ",".join(map(str, r[t]["per_window"]))),
             (f"{tenant}: enqueue -> last create (s)", lambda r, t=tenant: fmt(r[t]["enqueue_to_last"], 1)),
             (f"{tenant}: share while both ready", lambda r, t=tenant: fmt(r[t]["share_both_ready"], 3)),
             (f"{tenant}: share in windows both were ready throughout",

@@ -75,7 +75,8 @@ def parse_tenant_map(text: str | None, variable: str, *, integer: bool, allow_st
         try:
             value = int(raw) if integer else float(raw)
         except ValueError:
-            raise ConfigError(variable, f"{name}: expected a {'whole ' if integer else ''}number, got {raw!r}") from None
+            kind = "whole number" if integer else "number"
+            raise ConfigError(variable, f"{name}: expected a {kind}, got {raw!r}") from None
         if not math.isfinite(value) or value <= 0 or value > 1_000_000:
             raise ConfigError(variable, f"{name}: must be a positive number up to 1000000, got {raw!r}")
         out[name] = value

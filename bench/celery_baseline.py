@@ -1,4 +1,9 @@
-"""The baseline of ``bench/rate_limit.py``: a plain Celery app limited by Celery's own ``rate_limit``.
+"""The baselines: a plain Celery app, written the way people write it without kie-queue.
+
+``bench.create`` is the baseline of the limiter measure (``bench/rate_limit.py``);
+``bench.generate_and_poll`` that of the worker-time measure; ``bench.noop`` / ``bench.mark``
+(``bench.tasktime``) serve the chain measures.  Every task's run time is recorded the same way as
+in the project's instrumented worker (``bench.tasktime.install``).
 
 This is what a user without kie-queue would write: one task that POSTs ``createTask`` with
 ``requests`` and carries ``rate_limit=...`` (a per-worker token bucket of capacity 1 in Celery 5:
@@ -13,6 +18,10 @@ A 429 (HTTP status or body code) is handled per ``BENCH_ON_429``:
   through the worker's rate-limit bucket again.
 * ``none``: the 429 is counted (by the simulator) and the job is given up.
 
+``bench.generate_and_poll(prompt)`` creates a task, then polls ``recordInfo`` every
+``BENCH_POLL_INTERVAL`` (1 s) until it succeeds or fails (at most ``BENCH_POLL_TIMEOUT``, 900 s),
+holding its worker process the whole time.
+
 Configuration is environment only (the bench starts the workers with it): ``BENCH_BROKER_URL``,
 ``BENCH_QUEUE``, ``BENCH_SIM_URL``, ``BENCH_API_KEY``, ``BENCH_RATE_LIMIT`` (Celery syntax, e.g.
 ``2/s`` or ``0.5/s``).  Start a worker with ``celery -A bench.celery_baseline worker -Q $BENCH_QUEUE``.
@@ -20,10 +29,14 @@ Configuration is environment only (the bench starts the workers with it): ``BENC
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import requests
 from celery import Celery
+
+from bench import tasktime
 
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/4")
 QUEUE = os.environ.get("BENCH_QUEUE", "bench-baseline")
@@ -33,6 +46,8 @@ RATE_LIMIT = os.environ.get("BENCH_RATE_LIMIT", "2/s")
 ON_429 = os.environ.get("BENCH_ON_429", "retry")
 RETRY_DELAY = float(os.environ.get("BENCH_RETRY_DELAY", "1"))
 MAX_RETRIES = int(os.environ.get("BENCH_MAX_RETRIES", "100"))
+POLL_INTERVAL = float(os.environ.get("BENCH_POLL_INTERVAL", "1"))
+POLL_TIMEOUT = float(os.environ.get("BENCH_POLL_TIMEOUT", "900"))
 
 app = Celery("bench_baseline", set_as_current=False)
 app.conf.update(
@@ -47,6 +62,8 @@ app.conf.update(
 )
 
 _session = requests.Session()
+tasktime.install()
+tasktime.register_tasks(app)
 
 
 @app.task(name="bench.create", bind=True, rate_limit=RATE_LIMIT, max_retries=MAX_RETRIES)
@@ -71,3 +88,26 @@ def create(self, prompt: str) -> dict:
         return {"outcome": f"error {code}", "attempts": self.request.retries + 1}
     return {"outcome": "accepted", "taskId": (body.get("data") or {}).get("taskId"),
             "attempts": self.request.retries + 1}
+
+
+@app.task(name="bench.generate_and_poll")
+def generate_and_poll(prompt: str) -> dict:
+    """Create one task, then poll recordInfo until it finished: the worker process waits all along."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "User-Agent": "bench-baseline"}
+    created = _session.post(SIM_URL + "/api/v1/jobs/createTask", headers=headers, timeout=30,
+                            json={"model": "google/nano-banana", "input": {"prompt": prompt}}).json()
+    if created.get("code") != 200:
+        raise RuntimeError(f"createTask answered {created.get('code')}: {created.get('msg')}")
+    task_id = created["data"]["taskId"]
+    deadline = time.monotonic() + POLL_TIMEOUT
+    while time.monotonic() < deadline:
+        info = _session.get(SIM_URL + "/api/v1/jobs/recordInfo", params={"taskId": task_id}, headers=headers,
+                            timeout=30).json()
+        data = info.get("data") or {}
+        if data.get("state") == "success":
+            return {"job_id": task_id, "task_id": task_id, "state": "success",
+                    "result_urls": json.loads(data.get("resultJson") or "{}").get("resultUrls", [])}
+        if data.get("state") == "fail":
+            raise RuntimeError(f"generation failed: {data.get('failCode')} {data.get('failMsg')}")
+        time.sleep(POLL_INTERVAL)
+    raise TimeoutError(f"task {task_id} not finished after {POLL_TIMEOUT:g} s")

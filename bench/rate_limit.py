@@ -49,6 +49,7 @@ from bench.schedule import max_in_window, shortest_span  # noqa: E402
 from worker.cli.stack import Stack, wait_for  # noqa: E402
 from worker.settings import RateLimit  # noqa: E402
 from worker.store.keys import Keys  # noqa: E402
+from worker.store.metrics import Metrics  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
 API_KEY = "sk-bench-" + secrets.token_hex(8)
@@ -199,9 +200,11 @@ def run_kie_queue(args, rate: RateLimit, workroot: Path) -> dict:
             outcomes, complete = wait_outcomes(results, time.monotonic() + deadline_s(args, rate), sim,
                                                "kie-queue")
             stats = sim_stats(sim)
-            # the metrics hash: counters are "c|<metric>|<labels>" (worker.store.metrics)
-            counters = {k.decode().split("|", 1)[1]: int(float(v)) for k, v in r.hgetall(Keys(prefix).metrics).items()
-                        if k.decode().startswith("c|")}
+            snap = Metrics(r, Keys(prefix).metrics).snapshot().values
+            counters = {f"{name.removeprefix('kie_').removesuffix('_total')}"
+                        + (f"_{labels[0]}" if labels else ""): int(v)
+                        for name in ("kie_creates_sent_total", "kie_waits_total", "kie_upstream_429_total")
+                        for labels, v in snap.get(name, {}).items() if v}
         finally:
             stack.stop()
             cleanup_redis(r, prefix, [queue], task_ids)

@@ -6,28 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 
 import flask
-
-from worker.errors import ConfigError
 
 OPEN_PATHS = ("/login", "/static/")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-def is_loopback(address: str) -> bool:
-    return ipaddress.ip_address(address).is_loopback
-
-
 def check_exposure(s) -> None:
     """A dashboard bound to a non-loopback address must have a token: refuse to start otherwise."""
-    if not is_loopback(s.dashboard_bind) and not s.dashboard_token:
-        raise ConfigError("KIE_DASHBOARD_TOKEN", f"is required when the dashboard listens on {s.dashboard_bind} "
-                                                 "(not a loopback address): set a long random token, or bind "
-                                                 "KIE_DASHBOARD_BIND=127.0.0.1")
+    problem = s.dashboard_exposure_problem()
+    if problem is not None:
+        raise problem
 
 
 def session_key(s) -> bytes:

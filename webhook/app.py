@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import flask
-import redis
 
 from worker.celery_conf import producer
 from worker import tracing
 from worker.logs import install as install_logs
 from worker.settings import Settings
+from worker.store.connection import job_store_options, redis_client
 from worker.store.jobstore import JobStore
 from worker.store.limiter import Limiter
 
@@ -24,11 +24,11 @@ def build_app(settings: Settings | None = None) -> flask.Flask:
     app.config["MAX_CONTENT_LENGTH"] = s.webhook_max_body + 1
     # no automatic OPTIONS answers (an empty text/html 200): every answer is JSON, OPTIONS gets a JSON 405
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    r = redis_client(s, socket_timeout=5, socket_connect_timeout=2)
     app.extensions["kie"] = {
         "settings": s,
         "redis": r,
-        "store": JobStore(r, s.key_prefix),
+        "store": JobStore(r, s.key_prefix, **job_store_options(s)),
         "limiter": Limiter.for_settings(r, s),
         # one limiter per account (KIE_API_KEY, each KIE_API_KEY_<TENANT>), for the per-tenant metrics
         "limiters": [Limiter.for_settings(r, s, api_key=k or "") for k in dict.fromkeys([s.api_key, *s.api_keys()])],

@@ -33,7 +33,7 @@ import flask
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from worker import task_names, tracing
+from worker import failpoints, task_names, tracing
 from worker.errors import WebhookRejected
 from worker.kie.schemas import parse_callback
 from worker.results.storage.health import health as storage_health
@@ -135,12 +135,14 @@ def callback(job_id: str):
         _count("redelivered")
         return _answer(200, status="ignored", detail="callback already recorded")
     state, deliveries = store.record_callback(job_id, reported)
+    failpoints.hit("complete.after_callback_recorded")
     if state in TERMINAL:
         _count("duplicate")
         return _answer(200, status="ignored", detail="job already finished")
     with tracing.job_span("kie.callback", _traced_waiter(store, job_id), **{"kie.job_id": job_id,
                                                                             "kie.task_id": outcome.task_id}):
-        kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue)
+        # ignore_result: nothing waits on kie.complete, and a result subscription costs Redis round trips
+        kie["celery"].send_task(task_names.COMPLETE, args=[job_id], queue=s.queue, ignore_result=True)
     _count("accepted")
     _observe_delay(outcome.complete_time)
     log.info("callback for job %s recorded (delivery %d); kie.complete sent", job_id, deliveries,

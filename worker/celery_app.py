@@ -18,7 +18,7 @@ from celery import Celery, signals
 
 from . import task_names
 from .bootsteps import DuePump, MetricsEndpoint
-from .celery_conf import SOFT_SHUTDOWN_S, shared_conf, unsafe_settings
+from .celery_conf import SOFT_SHUTDOWN_S, quiet_routine_logs, shared_conf, unsafe_settings
 
 log = logging.getLogger("kie_queue")
 
@@ -87,6 +87,7 @@ def _setup_logs(logger=None, **_):
 
     s = settings()
     install(logger, s.secrets(), s.log_format)
+    quiet_routine_logs()
 
 
 @signals.celeryd_init.connect

@@ -16,6 +16,7 @@ import redis
 from .jobs.arguments import DEFAULT_TENANT
 from .kie.client import KieClient
 from .settings import Settings, settings
+from .store.connection import job_store_options, redis_client
 from .store.jobstore import JobStore
 from .store.keys import account_id
 from .store.limiter import Limiter
@@ -74,8 +75,8 @@ def build_accounts(r, s: Settings) -> dict[str, Account]:
 
 
 def build(s: Settings) -> Runtime:
-    r = redis.Redis.from_url(s.redis_url, health_check_interval=30, socket_timeout=10, socket_connect_timeout=5)
-    return Runtime(s, r, JobStore(r, s.key_prefix), build_accounts(r, s))
+    r = redis_client(s)
+    return Runtime(s, r, JobStore(r, s.key_prefix, **job_store_options(s)), build_accounts(r, s))
 
 
 @functools.lru_cache(maxsize=1)

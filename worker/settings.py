@@ -214,6 +214,10 @@ class Settings:
         """Every configured key, ``KIE_API_KEY`` first (each one an account), without repeats."""
         keys = [self.api_key] if self.api_key else []
         return keys + sorted({k for _, k in self.tenant_api_keys if k not in keys})
+    # Fault tolerance: how long finished jobs are kept, Redis Sentinel, replica acknowledgements.
+    job_retention: float = 7 * 86400.0
+    sentinel_master: str | None = None
+    redis_min_replicas: int = 0
     log_format: str | None = None      # json | text; None: JSON unless stderr is a terminal (worker.logs)
     metrics_port: int | None = None    # a worker serves the deployment's /metrics on this port too
     otel: bool = False                 # OpenTelemetry tracing (worker.tracing)
@@ -246,6 +250,16 @@ class Settings:
                 value = _mask_url(value)
             shown.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(shown)})"
+
+    def dashboard_exposure_problem(self) -> ConfigError | None:
+        """Why the dashboard must not start with these settings (bound to a non-loopback address without
+        ``KIE_DASHBOARD_TOKEN``), or None."""
+        import ipaddress
+        if ipaddress.ip_address(self.dashboard_bind).is_loopback or self.dashboard_token:
+            return None
+        return ConfigError("KIE_DASHBOARD_TOKEN", f"is required when the dashboard listens on {self.dashboard_bind} "
+                                                  "(not a loopback address): set a long random token, or bind "
+                                                  "KIE_DASHBOARD_BIND=127.0.0.1")
 
     def require_api_key(self) -> str:
         if not self.api_key:
@@ -303,9 +317,19 @@ class Settings:
                                         f"got {_mask_url(raw)!r}")
             return raw
 
-        redis_url = url("REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss", "unix"))
-        broker = url("CELERY_BROKER_URL", redis_url, ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix"))
-        backend = url("CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix"))
+        redis_url = url("REDIS_URL", "redis://localhost:6379/0", ("redis", "rediss", "unix", "sentinel"))
+        broker = url("CELERY_BROKER_URL", redis_url,
+                     ("redis", "rediss", "amqp", "amqps", "pyamqp", "unix", "sentinel"))
+        backend = url("CELERY_RESULT_BACKEND", redis_url, ("redis", "rediss", "unix", "sentinel"))
+        sentinel_master = get("KIE_SENTINEL_MASTER")
+        urls = {"REDIS_URL": redis_url, "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": backend}
+        for name, value in urls.items():
+            if value.lower().startswith("sentinel://"):
+                urls[name] = sentinel_url(value, name)
+                if not sentinel_master:
+                    raise ConfigError("KIE_SENTINEL_MASTER", f"is required when {name} is a sentinel:// URL "
+                                                             "(it names the master the Sentinels watch)")
+        redis_url, broker, backend = urls["REDIS_URL"], urls["CELERY_BROKER_URL"], urls["CELERY_RESULT_BACKEND"]
         callback = url("KIE_CALLBACK_URL", None, ("http", "https"))
         secrets = tuple(s.strip() for s in (get("KIE_WEBHOOK_SECRET") or "").split(",") if s.strip())
         if callback and not secrets:
@@ -390,7 +414,43 @@ class Settings:
             otel_jsonl=get("KIE_OTEL_JSONL"),
             dashboard_bind=_bind_address(get("KIE_DASHBOARD_BIND", "127.0.0.1")),
             dashboard_token=_dashboard_token(get("KIE_DASHBOARD_TOKEN")),
+            job_retention=number("KIE_JOB_RETENTION", 7 * 86400.0, float, 1),
+            sentinel_master=sentinel_master,
+            redis_min_replicas=int(number("KIE_REDIS_MIN_REPLICAS", 0, int, 0)),
         )
+
+
+def sentinel_nodes(raw: str, variable: str = "REDIS_URL") -> tuple[list[tuple[str, int]], int, str | None]:
+    """``sentinel://[:pw@]h1:p1[;sentinel://h2:p2...][/DB]`` → ([(host, port)...], db, password)."""
+    nodes, db, password = [], 0, None
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        parsed = urllib.parse.urlsplit(part)
+        if parsed.scheme.lower() != "sentinel" or not parsed.hostname:
+            raise ConfigError(variable, f"expected sentinel://HOST:PORT[;sentinel://HOST:PORT...][/DB], "
+                                        f"got {_mask_url(raw)!r}")
+        try:
+            port = parsed.port or 26379
+        except ValueError:
+            raise ConfigError(variable, f"bad port in {_mask_url(part)!r}") from None
+        path = parsed.path.strip("/")
+        if path:
+            if not path.isdigit():
+                raise ConfigError(variable, f"the database after the last node must be a number, got {path!r}")
+            db = int(path)
+        password = parsed.password or password
+        nodes.append((parsed.hostname, port))
+    if not nodes:
+        raise ConfigError(variable, f"no Sentinel node in {_mask_url(raw)!r}")
+    return nodes, db, password
+
+
+def sentinel_url(raw: str, variable: str = "REDIS_URL") -> str:
+    """The Sentinel URL with the database and credentials on every node, as Celery and kombu read it
+    (they take them from the first node; the documented form puts ``/DB`` after the last)."""
+    nodes, db, _ = sentinel_nodes(raw, variable)
+    first = urllib.parse.urlsplit(raw.split(";")[0].strip())
+    auth = first.netloc.rsplit("@", 1)[0] + "@" if "@" in first.netloc else ""
+    return ";".join(f"sentinel://{auth}{host}:{port}/{db}" for host, port in nodes)
 
 
 def _bind_address(raw: str) -> str:

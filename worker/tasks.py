@@ -8,7 +8,9 @@ Public (other services ``send_task`` these by name):
 
 Internal (sent by the project itself): ``kie.submit`` (a due createTask attempt), ``kie.check``
 (a due status poll), ``kie.complete`` (a callback was recorded), ``kie.sweep`` (beat, every second:
-hands due jobs to workers).  Each is safe to run twice.  The logic lives in ``worker.jobs`` and
+hands due jobs to workers).  Each is safe to run twice.  Nobody waits on the internal tasks, so they
+store no result (``ignore_result``: no result key kept for a week per message, no result
+subscription by whoever sends them).  The logic lives in ``worker.jobs`` and
 ``worker.results``; each task passes it the process's runtime and this app.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from . import task_names, tracing
+from . import failpoints, task_names, tracing
 from .celery_app import app
 from .errors import InvalidInput
 from .jobs import checking, completion, parking, submission
@@ -62,6 +64,7 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
         job_id, model=model, input=cleaned, timeout=float(timeout or rt.settings.job_timeout),
         waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS, retry_failed=retry_failed,
         tenant=tenant_or_default(tenant), priority=priority)
+    failpoints.hit("submit.after_accept")
     if state == "conflict":
         store.incr("job_id_conflicts")
         raise InvalidInput({"job_id": ["already used with a different input"]}, model, job_id)
@@ -72,22 +75,26 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
         completion.finish_waiters(rt, app, job_id)
     elif state == JobState.ACCEPTED:
         submission.attempt(rt, app, job_id)
+    if state in FINISHED and not created:
+        log.info("job %s already %s: the chain goes on with its stored outcome", job_id, state)
+    else:
+        log.info("job %s parked: waiting for kie.ai (the chain resumes when the job finishes)", job_id)
     raise parking.stop()
 
 
-@app.task(name=task_names.SUBMIT)
+@app.task(name=task_names.SUBMIT, ignore_result=True)
 def submit(job_id: str):
     """A due createTask attempt (handed out by a worker's due-queue pump or beat's sweep)."""
     return submission.attempt(runtime(), app, job_id)
 
 
-@app.task(name=task_names.CHECK)
+@app.task(name=task_names.CHECK, ignore_result=True)
 def check(job_id: str):
     """A due status check of a submitted job (sent by the sweep)."""
     return checking.check(runtime(), app, job_id)
 
 
-@app.task(name=task_names.COMPLETE, bind=True, max_retries=5)
+@app.task(name=task_names.COMPLETE, bind=True, max_retries=5, ignore_result=True)
 def complete(self, job_id: str):
     """A callback for ``job_id`` was recorded by the webhook."""
     verdict = checking.from_callback(runtime(), app, job_id)

@@ -195,3 +195,17 @@ def test_importing_reads_no_configuration():
                          env={"PATH": "/usr/bin:/bin", "REDIS_URL": "nope"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["imported", "first use: REDIS_URL"]
+
+
+def test_prefetch_is_disabled_on_redis_brokers_only():
+    from worker.celery_conf import shared_conf
+    from worker.settings import Settings
+    assert shared_conf(Settings.from_env({"REDIS_URL": "redis://127.0.0.1:6379/5"}))["worker_disable_prefetch"] is True
+    sentinel = Settings.from_env({"REDIS_URL": "sentinel://127.0.0.1:26379/1", "KIE_SENTINEL_MASTER": "kie"})
+    conf = shared_conf(sentinel)
+    assert conf["worker_disable_prefetch"] is True
+    assert conf["broker_transport_options"]["master_name"] == "kie"
+    assert conf["result_backend_transport_options"]["master_name"] == "kie"
+    amqp = Settings.from_env({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"})
+    assert "worker_disable_prefetch" not in shared_conf(amqp)
+    assert "master_name" not in shared_conf(amqp)["broker_transport_options"]

@@ -308,13 +308,60 @@ def test_record_callback_ignored_after_terminal(store):
     assert store.record_callback("missing", {}) == ("missing", 0)
 
 
-def test_claim_waiter_once(store):
+def test_claim_waiter_is_a_lease_until_marked_done(store, r):
     accept(store)
-    assert store.claim_waiter("job-1", "w1")
-    assert not store.claim_waiter("job-1", "w1")
+    token, taken_over = store.claim_waiter("job-1", "w1")
+    assert not taken_over
+    assert store.claim_waiter("job-1", "w1") is None            # leased to a live holder
+    assert not store.waiter_done("job-1", "w1")                  # claimed is not done
+    assert r.zscore(store.keys.due_resume, "job-1") >= server_ms(r) + 9000   # the sweep looks after the lease
+    assert store.mark_waiter_done("job-1", "w1", token, drop_parked=True)
     assert store.waiter_done("job-1", "w1") and not store.waiter_done("job-1", "w2")
+    assert store.claim_waiter("job-1", "w1") is None            # done
+    assert "w1" not in store.waiters("job-1")                    # a resumed chain's parked copy is gone
     results = parallel(6, lambda i: store.claim_waiter("job-1", "w2"))
-    assert results.count(True) == 1
+    assert sum(x is not None for x in results) == 1
+
+
+def test_an_expired_waiter_lease_is_taken_over_and_the_late_mark_says_so(store):
+    accept(store)
+    token, _ = store.claim_waiter("job-1", "w1", lease_ms=100)
+    lease = wait_until(lambda: store.claim_waiter("job-1", "w1", lease_ms=5000), 3.0, "the lease to expire")
+    token2, taken_over = lease
+    assert taken_over and token2 != token
+    assert not store.mark_waiter_done("job-1", "w1", token, drop_parked=False)   # the first holder was late
+    assert store.waiter_done("job-1", "w1") and "w1" in store.waiters("job-1")   # kept: not dropped
+
+
+def test_resume_settled_only_when_every_waiter_is_done(store, r):
+    submitted(store)
+    accept(store, waiter_id="w2")
+    store.finish("job-1", "failed", {"fail_code": "500"})
+    assert r.zscore(store.keys.due_resume, "job-1") is not None
+    for w in ("w1", "w2"):
+        token, _ = store.claim_waiter("job-1", w)
+        assert not store.resume_settled("job-1")
+        store.mark_waiter_done("job-1", w, token, drop_parked=False)
+    assert store.resume_settled("job-1")
+    assert r.zscore(store.keys.due_resume, "job-1") is None
+
+
+def test_finish_sets_the_retention_on_every_key_of_the_job(r, prefix):
+    store = JobStore(r, prefix, retention_s=60)
+    submitted(store)
+    accept(store, waiter_id="w2")
+    token, _ = store.claim_waiter("job-1", "w1")
+    store.finish("job-1", "succeeded", {})
+    k = store.keys
+    for key in (k.job("job-1"), k.waiters("job-1"), k.waiter_leases("job-1"), k.task("t" * 32)):
+        assert 55_000 < r.pttl(key) <= 60_000, key
+    store.mark_waiter_done("job-1", "w1", token, drop_parked=True)
+    assert 55_000 < r.pttl(k.waiters_done("job-1")) <= 60_000
+    # a waiter that arrives after the finish expires with the job and is left for the sweep if its caller dies
+    r.delete(k.waiters("job-1"))
+    assert accept(store, waiter_id="late") == ("succeeded", False, True)
+    assert 55_000 < r.pttl(k.waiters("job-1")) <= 60_000
+    assert store.reject("bad", model=MODEL, error="x") and 55_000 < r.pttl(k.job("bad")) <= 60_000
 
 
 # -- due queues -------------------------------------------------------------------------------
@@ -389,13 +436,15 @@ def test_counters(store):
 
 def test_keys_live_under_the_prefix(store, r):
     submitted(store)
-    store.claim_waiter("job-1", "w1")
+    token, _ = store.claim_waiter("job-1", "w1")
+    store.mark_waiter_done("job-1", "w1", token, drop_parked=False)
     store.incr("x")
     keys = {k.decode() for k in r.scan_iter(f"{store.keys.prefix}:*")}
     assert keys == {store.keys.job("job-1"), store.keys.waiters("job-1"), store.keys.waiters_done("job-1"),
-                    store.keys.task("t" * 32), store.keys.due_check, store.keys.metrics,
+                    store.keys.task("t" * 32), store.keys.due_check, store.keys.due_resume, store.keys.metrics,
                     store.keys.timeline("job-1"), store.keys.jobs}
-    assert 0 < r.ttl(store.keys.task("t" * 32)) <= 30 * 86400
+    # the task index entry lives as long as the job can: its timeout plus the retention
+    assert 0 < r.ttl(store.keys.task("t" * 32)) <= 60 + 7 * 86400
 
 
 def test_mark_sending_extends_the_claim_over_the_request(store, r):
@@ -451,7 +500,8 @@ def test_a_rerun_keeps_the_ended_generation_and_retires_its_tasks(store):
     submitted(store)
     assert store.finish("job-1", "failed", {"error": "GenerationFailed", "fail_code": "422", "fail_msg": "no"},
                         error="[422] no")
-    store.claim_waiter("job-1", "w1")
+    token, _ = store.claim_waiter("job-1", "w1")
+    store.mark_waiter_done("job-1", "w1", token, drop_parked=False)
     assert store.rerun("job-1", generation=5, reason="retried") == (0, "failed")     # not the generation seen
     # a swap that does not name every finished waiter: a chain failed after the caller looked
     assert store.rerun("job-1", generation=1, reason="retried", add_waiters={"w8": {"id": "w8"}}) == (0, "changed")
@@ -466,6 +516,30 @@ def test_a_rerun_keeps_the_ended_generation_and_retires_its_tasks(store):
     assert store.waiters("job-1") == {"w9": {"id": "w9"}}
     assert store.rerun("job-1", generation=2, reason="retried") == (0, "accepted")     # nothing to re-run now
     assert store.keys.prefix and store.redis.zscore(store.keys.due_submit, "job-1") is not None
+    # running again, the job is live state: its keys no longer expire, and it leaves due:resume
+    for key in (store.keys.job("job-1"), store.keys.waiters("job-1"), store.keys.timeline("job-1")):
+        assert store.redis.pttl(key) == -1, key
+    assert store.resume_settled("job-1") and store.redis.zscore(store.keys.due_resume, "job-1") is None
+
+
+def test_job_parts_are_suffixes_of_the_record_key(store):
+    """The Lua prologue's expire_job/persist_job name a job's keys as suffixes of its record's key."""
+    k, rec = store.keys, store.keys.job("j")
+    assert {k.waiters("j"), k.waiters_done("j"), k.waiter_leases("j"), k.timeline("j")} == \
+        {rec + s for s in (":waiters", ":done", ":leases", ":timeline")}
+
+
+def test_cancel_and_reject_expire_and_the_sweep_trims_the_index(r, prefix):
+    store = JobStore(r, prefix, retention_s=1)
+    accept(store, "c1")
+    assert store.cancel("c1")[0]
+    assert 0 < r.pttl(store.keys.job("c1")) <= 1000 and 0 < r.pttl(store.keys.timeline("c1")) <= 1000
+    assert r.zscore(store.keys.due_resume, "c1") is not None        # its waiters are failed like a finish's
+    assert store.reject("bad", model=MODEL, error="x") and 0 < r.pttl(store.keys.job("bad")) <= 1000
+    accept(store, "live")
+    wait_until(lambda: not r.exists(store.keys.job("c1"), store.keys.job("bad")), 5, "the records to expire")
+    wait_until(lambda: store.trim_index() == 0 and r.zcard(store.keys.jobs) == 1, 5, "the index trimmed")
+    assert r.zrange(store.keys.jobs, 0, -1) == [b"live"]
 
 
 def test_regenerate_only_the_failing_current_task(store):

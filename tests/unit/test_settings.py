@@ -12,7 +12,7 @@ import os
 import pytest
 
 from worker.errors import ConfigError
-from worker.settings import RateLimit, Settings, settings
+from worker.settings import RateLimit, Settings, settings, sentinel_nodes
 
 API_KEY = "sk-settings-test-4f1d2c3b"
 SECRET_A = "whsec-settings-A-91ab"
@@ -483,3 +483,35 @@ def test_presign_needs_s3_and_at_most_seven_days():
     assert config_error(KIE_STORAGE_URL="s3://bucket/x", KIE_STORAGE_PRESIGN_SECONDS="soon").variable \
         == "KIE_STORAGE_PRESIGN_SECONDS"
     assert config_error(KIE_S3_ENDPOINT_URL="minio:9000").variable == "KIE_S3_ENDPOINT_URL"
+
+
+# -- fault tolerance: retention, Sentinel, replica acknowledgements --------------------------------
+
+
+def test_job_retention_default_and_validation():
+    assert from_env().job_retention == 7 * 86400
+    assert from_env(KIE_JOB_RETENTION="2").job_retention == 2.0
+    for raw in ("0", "-5", "a week", "nan"):
+        err = config_error(KIE_JOB_RETENTION=raw)
+        assert err.variable == "KIE_JOB_RETENTION" and repr(raw) in str(err)
+
+
+def test_sentinel_urls_need_a_master_name_and_parse_every_node():
+    url = "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380;sentinel://10.0.0.3/2"
+    err = config_error(REDIS_URL=url)
+    assert err.variable == "KIE_SENTINEL_MASTER" and "REDIS_URL" in str(err)
+    s = from_env(REDIS_URL=url, KIE_SENTINEL_MASTER="kie")
+    assert s.broker_url == s.result_backend == s.redis_url and s.sentinel_master == "kie"
+    assert sentinel_nodes(url) == ([("127.0.0.1", 26379), ("127.0.0.1", 26380), ("10.0.0.3", 26379)], 2, None)
+    # Celery and kombu read the database off the first node: every node carries it
+    assert s.redis_url == "sentinel://127.0.0.1:26379/2;sentinel://127.0.0.1:26380/2;sentinel://10.0.0.3:26379/2"
+    err = config_error(REDIS_URL="sentinel://h:1;redis://h:2", KIE_SENTINEL_MASTER="kie")
+    assert err.variable == "REDIS_URL" and "sentinel://HOST:PORT" in str(err)
+    err = config_error(CELERY_BROKER_URL="sentinel://h:1/x", KIE_SENTINEL_MASTER="kie")
+    assert err.variable == "CELERY_BROKER_URL" and "'x'" in str(err)
+
+
+def test_min_replicas():
+    assert from_env().redis_min_replicas == 0
+    assert from_env(KIE_REDIS_MIN_REPLICAS="1").redis_min_replicas == 1
+    assert config_error(KIE_REDIS_MIN_REPLICAS="-1").variable == "KIE_REDIS_MIN_REPLICAS"

@@ -70,10 +70,13 @@ class Stack:
         self.stop()
 
     # -- generic ---------------------------------------------------------------------------
-    def spawn(self, name: str, argv: list[str], env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    def spawn(self, name: str, argv: list[str], env: dict | None = None,
+              wrap: list[str] | None = None) -> tuple[subprocess.Popen, Path]:
+        """Start ``argv`` as ``name`` (log ``<name>.log``); ``wrap`` is a command prefix such as
+        ``["ip", "netns", "exec", NS]`` (it must exec the command, so signals reach it)."""
         log_path = self.workdir / f"{name}.log"
         log = open(log_path, "ab")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
+        proc = subprocess.Popen([*(wrap or []), *argv], stdout=log, stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
                                 cwd=str(self.workdir), start_new_session=True)
         log.close()
         self.procs.append((name, proc, log_path))
@@ -88,6 +91,13 @@ class Stack:
                 except ProcessLookupError:
                     pass
                 proc.wait(timeout=30)
+
+    def running(self, name: str) -> subprocess.Popen | None:
+        """The live process started as ``name``, if any."""
+        for n, proc, _ in reversed(self.procs):
+            if n == name and proc.poll() is None:
+                return proc
+        return None
 
     def stop(self) -> None:
         for _, proc, _ in reversed(self.procs):
@@ -117,39 +127,57 @@ class Stack:
         if not binary:
             raise RuntimeError(f"no Redis answers at {url} and redis-server is not installed: "
                                "install Redis (e.g. 'apt-get install redis-server') or set REDIS_URL")
-        port = free_port()
-        proc, log = self.spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                         "--appendonly", "no"])
-        url = f"redis://127.0.0.1:{port}/0"
+        return self.start_redis(args=("--save", "", "--appendonly", "no"))
+
+    def start_redis(self, name: str = "redis", port: int | None = None, args: tuple[str, ...] = (),
+                    host: str = "127.0.0.1") -> str:
+        """A private ``redis-server`` (run in the work directory, so AOF files land there); its URL."""
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("redis-server is not installed: install Redis (e.g. 'apt-get install redis-server')")
+        port = port or free_port()
+        proc, log = self.spawn(name, [binary, "--port", str(port), "--bind", host, *args])
+        url = f"redis://{host}:{port}/0"
         wait_for(lambda: redis_answers(url), 15, "redis-server", proc=proc, log_path=log)
         return url
 
-    def start_sim(self, *args: str, port: int | None = None) -> str:
+    def start_sim(self, *args: str, port: int | None = None, host: str = "127.0.0.1") -> str:
         port = port or free_port()
-        proc, log = self.spawn("kiesim", [sys.executable, "-m", "kiesim", "--host", "127.0.0.1", "--port", str(port),
+        proc, log = self.spawn("kiesim", [sys.executable, "-m", "kiesim", "--host", host, "--port", str(port),
                                           *args])
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         wait_for(lambda: _http_ok(url + "/_sim/stats"), 20, "kiesim", proc=proc, log_path=log)
         return url
 
-    def start_webhook(self, port: int | None = None, workers: int = 2) -> str:
+    def start_webhook(self, port: int | None = None, workers: int = 2, host: str = "127.0.0.1") -> str:
         """The Procfile's ``web`` process: gunicorn serving ``webhook:create_app()``."""
         port = port or free_port()
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        proc, log = self.spawn("web", [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        proc, log = self.spawn("web", [gunicorn, "--bind", f"{host}:{port}", "--workers", str(workers),
                                        "--threads", "4", "--timeout", "30", "webhook:create_app()"])
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         wait_for(lambda: _http_ok(url + "/healthz"), 30, "webhook", proc=proc, log_path=log)
         return url
 
+    def start_dashboard(self, port: int | None = None) -> str:
+        """The Procfile's ``dashboard`` process: gunicorn serving ``dashboard:create_app()`` on loopback."""
+        port = port or free_port()
+        proc, log = self.spawn("dashboard", dashboard_command(port, "127.0.0.1"))
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _http_ok(url + "/login"), 30, "dashboard", proc=proc, log_path=log)
+        return url
+
     def start_worker(self, name: str = "w1", concurrency: int = 2, env: dict | None = None,
-                     wait: bool = True) -> subprocess.Popen:
-        """The Procfile's ``worker`` process."""
+                     wait: bool = True, pool: str | None = None,
+                     wrap: list[str] | None = None) -> subprocess.Popen:
+        """The Procfile's ``worker`` process (``pool="solo"``: tasks run in the worker process itself, so a
+        failpoint's exit ends the whole worker, as a crash of its host would; ``wrap``: see :meth:`spawn`)."""
         celery = str(Path(sys.executable).with_name("celery"))
         hostname = f"{name}@{socket.gethostname()}-{os.getpid()}"
+        extra = ["--pool", pool] if pool else []
         proc, log = self.spawn(name, [celery, "-A", "worker", "worker", "--loglevel", "INFO", "--concurrency",
                                       str(concurrency), "--hostname", hostname, "--without-gossip",
-                                      "--without-mingle"], env=env)
+                                      "--without-mingle", *extra], env=env, wrap=wrap)
         if wait:
             wait_for(lambda: "ready." in log.read_text(errors="replace"), 60, f"worker {name}", interval=0.1,
                      proc=proc, log_path=log)
@@ -167,6 +195,14 @@ class Stack:
     def log_of(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def dashboard_command(port: int, bind: str) -> list[str]:
+    """The Procfile's ``dashboard`` line as an argument list (one worker process, threads)."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    host = f"[{bind}]" if ":" in bind else bind
+    return [gunicorn, "--bind", f"{host}:{port}", "--workers", "1", "--threads", "8", "--timeout", "30",
+            "dashboard:create_app()"]
 
 
 def _http_ok(url: str) -> bool:

@@ -34,6 +34,7 @@ def check(rt, app, job_id: str) -> str:
     store = rt.store
     job = store.get(job_id)
     if job is None:
+        store.resume_settled(job_id)   # an expired job: nothing left to resume
         return "missing"
     if job["state"] in FINISHED:
         completion.finish_waiters(rt, app, job_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 
+from .. import failpoints
 from ..errors import GenerationCancelled, GenerationFailed, GenerationTimeout
 from ..store.states import FINISHED, JobState
 from .. import tracing
@@ -51,6 +52,7 @@ def succeed(rt, app, job_id: str, outcome) -> bool:
     job = rt.store.get(job_id)
     if job is None:
         return False
+    failpoints.hit("complete.before_finish")
     won = rt.store.finish(job_id, JobState.SUCCEEDED, result_dict(job, outcome), credits=outcome.credits)
     if won:
         rt.store.metrics.credits(outcome.credits, outcome.remained_credits)
@@ -65,6 +67,7 @@ def fail(rt, app, job_id: str, *, fail_code, fail_msg: str, task_id: str | None 
     """Record a failure (once) and fail the waiters' chains."""
     outcome = {"error": "GenerationFailed", "fail_code": None if fail_code is None else str(fail_code),
                "fail_msg": fail_msg, "task_id": task_id}
+    failpoints.hit("complete.before_finish")
     won = rt.store.finish(job_id, state, outcome, error=f"[{fail_code}] {fail_msg}")
     _after_finish(rt, app, job_id, won, state)
     return won
@@ -74,12 +77,14 @@ def time_out(rt, app, job_id: str) -> bool:
     job = rt.store.get(job_id) or {}
     outcome = {"error": "GenerationTimeout", "timeout": float(job.get("timeout") or 0),
                "task_id": job.get("task_id")}
+    failpoints.hit("complete.before_finish")
     won = rt.store.finish(job_id, JobState.TIMED_OUT, outcome, error="no outcome before the deadline")
     _after_finish(rt, app, job_id, won, JobState.TIMED_OUT)
     return won
 
 
 def _after_finish(rt, app, job_id: str, won: bool, state: str, job: dict | None = None) -> None:
+    failpoints.hit("complete.after_finish")
     rt.account_of(job or rt.store.get(job_id)).limiter.release(job_id)
     if won:
         rt.store.incr(f"jobs_{state}")
@@ -105,17 +110,30 @@ def finish_waiters(rt, app, job_id: str) -> int:
     job = rt.store.get(job_id)
     if job is None or job["state"] not in FINISHED:
         return 0
-    done = 0
-    for waiter_id, parked in rt.store.waiters(job_id).items():
-        if not rt.store.claim_waiter(job_id, waiter_id):
+    store, succeeded, done = rt.store, job["state"] == JobState.SUCCEEDED, 0
+    for waiter_id, parked in store.waiters(job_id).items():
+        lease = store.claim_waiter(job_id, waiter_id)
+        if lease is None:
             continue
+        token, taken_over = lease
+        if taken_over:
+            store.incr("continuations_redispatched")
+            log.warning("job %s: waiter %s was claimed by a process that did not finish it; continuing it "
+                        "(its next step may already have been sent once)", job_id, waiter_id)
+        failpoints.hit("complete.after_waiter_claim")
         with tracing.resumed(parked, job_id=job_id, waited_since_ms=job.get("submitted_at")):
-            if job["state"] == JobState.SUCCEEDED:
-                parking.resume(app, parked, json.loads(job["outcome"]))
+            if succeeded:
+                parking.resume(app, parked, json.loads(job["outcome"]), again=taken_over)
             else:
                 parking.fail(app, parked, error_for_job(job))
-        rt.store.metrics.since("kie_callback_to_dispatch_seconds", job.get("callback_at"))
+        failpoints.hit("complete.after_publish")
+        if not store.mark_waiter_done(job_id, waiter_id, token, drop_parked=succeeded):
+            store.incr("continuations_lease_lost")
+            log.warning("job %s: waiter %s's lease was taken over before it was marked done", job_id, waiter_id)
+        failpoints.hit("complete.after_mark_done")
+        store.metrics.since("kie_callback_to_dispatch_seconds", job.get("callback_at"))
         done += 1
+    store.resume_settled(job_id)
     return done
 
 

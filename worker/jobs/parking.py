@@ -31,6 +31,8 @@ from celery import group, signature
 from celery.app.task import Context
 from celery.exceptions import Ignore
 
+from .. import failpoints
+
 _FIELDS = ("id", "task", "chain", "callbacks", "errbacks", "chord", "group", "group_index", "root_id",
            "parent_id", "reply_to", "correlation_id", "args", "kwargs")
 
@@ -76,10 +78,16 @@ def store_failure(app, parked: dict, exc: Exception) -> None:
     app.backend.store_result(parked["id"], exc, "FAILURE", request=_context(parked))
 
 
-def resume(app, parked: dict, result: dict) -> None:
-    """Complete the parked task with ``result`` and continue its chain and callbacks, as the tracer would."""
+def resume(app, parked: dict, result: dict, *, again: bool = False) -> None:
+    """Complete the parked task with ``result`` and continue its chain and callbacks, as the tracer would.
+
+    ``again``: an earlier attempt may have stored the result already (its process died before the chain
+    was marked continued); a stored SUCCESS is then not stored again, so an enclosing chord counts the
+    task once."""
     ctx = _context(parked)
-    app.backend.mark_as_done(parked["id"], result, request=ctx)
+    if not (again and app.backend.get_state(parked["id"]) == "SUCCESS"):
+        app.backend.mark_as_done(parked["id"], result, request=ctx)
+    failpoints.hit("resume.after_store_result")
     parent_id, root_id, priority = parked["id"], ctx.root_id, parked.get("priority")
     callbacks = parked.get("callbacks") or []
     if len(callbacks) > 1:

@@ -40,6 +40,7 @@ import dataclasses
 import json
 import logging
 
+from .. import failpoints
 from ..errors import (InsufficientCredits, MalformedResponse, RateLimited, RetryableUpstreamError,
                       TransportError, UpstreamError)
 from ..kie.schemas import build_create_body
@@ -76,6 +77,7 @@ def attempt(rt, app, job_id: str) -> str:
         log.warning("job %s: resubmitting after an unknown create outcome (a duplicate task may exist)", job_id)
     elif verdict != "claimed":
         return verdict
+    failpoints.hit("submit.after_claim")
     job = store.get(job_id)
     account = rt.account_of(job)
     tenant = job.get("tenant") or DEFAULT_TENANT
@@ -98,11 +100,13 @@ def attempt(rt, app, job_id: str) -> str:
     if sending == 1:
         store.metrics.since("kie_limiter_wait_seconds", job.get("created_at"))
     store.incr("creates_sent")
+    failpoints.hit("submit.after_mark_sending")
     now = Attempt(rt, app, job_id, job, token, member, account)
     try:
         task_id = account.client.create_task(body)
     except UpstreamError as exc:
         return _handler_for(exc)(now, exc)
+    failpoints.hit("submit.after_create")
     return _submitted(now, task_id)
 
 
@@ -115,6 +119,7 @@ def _submitted(a: Attempt, task_id: str) -> str:
     bind_log(upstream_task_id=task_id)
     recorded = rt.store.record_task(a.job_id, task_id, first_check_ms=int(first_check_delay(s) * 1000),
                                     timeout_ms=int(float(a.job["timeout"]) * 1000), source="create")
+    failpoints.hit("submit.after_record")
     if recorded == "duplicate":
         rt.store.incr("duplicate_tasks")
         log.warning("job %s: upstream task %s is a duplicate of an earlier one (billed twice)", a.job_id, task_id)

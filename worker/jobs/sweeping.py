@@ -1,12 +1,14 @@
 """The periodic sweep: hands due status checks (and, as a fallback, due submissions) to live workers.
 
 Beat sends ``kie.sweep`` every ``KIE_SWEEP_INTERVAL`` (1 s).  The sweep takes due members of the
-job store's two due queues (``worker.jobs.dispatch``: a lease each, so a sweep that dies hands
-nothing out twice and loses nothing) and sends one ``kie.check`` or ``kie.submit`` per job.
+job store's due queues (``worker.jobs.dispatch``: a lease each, so a sweep that dies hands
+nothing out twice and loses nothing) and sends one ``kie.check`` or ``kie.submit`` per job.  A finished job whose waiters' leases ended
+before they were marked done (``due:resume``: its finisher died) gets a ``kie.check``, which resumes
+them again (``worker.jobs.completion``).
 Submissions are normally handed out sooner by every worker's due-queue pump.  Every 30 s it also
-returns the in-flight slots of jobs that are finished or gone, and checks each account's credits
-(while it is paused, or always with ``KIE_MIN_CREDITS``): an account below the minimum pauses, one
-whose credits are back resumes.
+returns the in-flight slots of jobs that are finished or gone, drops the jobs index entries of jobs
+whose retention has passed, and checks each account's credits (while it is paused, or always with
+``KIE_MIN_CREDITS``): an account below the minimum pauses, one whose credits are back resumes.
 """
 
 from __future__ import annotations
@@ -27,12 +29,18 @@ def sweep(rt, app) -> dict:
     grant_all(rt)
     submits = hand_out(rt, app, "submit")
     checks = hand_out(rt, app, "check")
+    resumes = hand_out(rt, app, "resume")
     reclaimed = 0
     if rt.redis.set(rt.store.keys.sweep_reclaim, "1", nx=True, ex=int(RECLAIM_EVERY_S)):
         reclaimed = reclaim_slots(rt)
+        rt.store.trim_index()
         for account in rt.accounts.values():
             credit_check(rt, account)
-    return {"submits": submits, "checks": checks, "reclaimed": reclaimed}
+    if submits or checks:
+        log.info("sweep handed out %d submissions and %d status checks", submits, checks)
+    if resumes:
+        log.info("sweep handed out %d resumptions of finished jobs", resumes)
+    return {"submits": submits, "checks": checks, "resumes": resumes, "reclaimed": reclaimed}
 
 
 def reclaim_slots(rt) -> int:

@@ -68,6 +68,7 @@ class DeploymentCollector(Collector):
             "kie_jobs": {(s,): float(n) for s, n in by_state.items()},
             "kie_jobs_waiting_submit": {(): float(waiting + queued)},
             "kie_jobs_awaiting_outcome": {(): float(awaiting)},
+            "kie_jobs_resuming": {(): float(r.zcard(k.due_resume))},
             "kie_in_flight": {(): float(lim.in_flight())},
             "kie_in_flight_max": {(): float(lim.max_in_flight)},
             "kie_submissions_paused_seconds": {(): float(lim.paused_for())},

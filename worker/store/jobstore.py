@@ -10,7 +10,9 @@ States: ``accepted → submitting → submitted → succeeded | failed | timed_o
 transition appends an event to the job's timeline in the same Lua step.  ``accepted`` jobs sit in the due-ordered
 ``due:submit`` set until a worker claims them; a claim is a lease, so a claim held
 by a dead worker expires and another worker takes the job.  ``submitted`` jobs sit
-in ``due:check`` until their next status poll or timeout.
+in ``due:check`` until their next status poll or timeout.  A finished job sits in ``due:resume``
+until every waiter's chain is marked continued (resuming one is a lease: claim, publish, mark), and
+all its keys expire ``retention_s`` after the finish (a re-run makes them live again).
 
 Every transition is a Lua script in ``lua/`` (see ``worker.store.scripts``); times
 inside scripts come from the Redis server's clock, so hosts with skewed clocks
@@ -21,12 +23,19 @@ Redis: no HTTP, no Celery.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 from .keys import Keys
 from .metrics import Metrics
 from .scripts import Scripts
 from .states import TERMINAL, JobState
+
+
+def _compact(value) -> str:
+    """JSON without the spaces after separators: a parked chain is most of a job's memory in Redis.
+    (Not for the input: its stored text is compared when a job id comes again, see canonical_input.)"""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _decode(value):
@@ -39,14 +48,49 @@ def canonical_input(input: dict) -> str:
     return json.dumps(input, sort_keys=True)
 
 
-class JobStore:
-    """Job records and their transitions.  ``redis`` is a ``redis.Redis`` client."""
+log = logging.getLogger("kie_queue.jobstore")
 
-    def __init__(self, redis, prefix: str):
+REPLICA_WAIT_MS = 1_000
+"""How long a durable transition waits for its replicas' acknowledgement (``KIE_REDIS_MIN_REPLICAS``)."""
+
+RESUME_LEASE_MS = 10_000
+"""How long a waiter's resumption is leased to the process that claimed it (publish, then mark done);
+a lease that ends undone is taken over by the sweep, which publishes again."""
+
+DEFAULT_RETENTION_S = 7 * 86400.0
+
+
+class JobStore:
+    """Job records and their transitions.  ``redis`` is a ``redis.Redis`` client.
+
+    ``retention_s`` (``KIE_JOB_RETENTION``): a finished job's keys expire this long after it finished.
+    ``min_replicas`` (``KIE_REDIS_MIN_REPLICAS``): after the transitions that must survive a failover
+    (accept, task recorded, finish, waiter done) wait up to ``REPLICA_WAIT_MS`` for that many replicas
+    to acknowledge (``WAIT``, on the same connection as the write); a shortfall is logged and counted
+    (``replica_wait_short``), never an error: the write is on the primary either way.
+    """
+
+    def __init__(self, redis, prefix: str, *, retention_s: float = DEFAULT_RETENTION_S, min_replicas: int = 0):
         self.redis = redis
         self.keys = Keys(prefix)
         self._run = Scripts(redis)
         self.metrics = Metrics(redis, self.keys.metrics)
+        self.retention_ms = int(retention_s * 1000)
+        self.min_replicas = int(min_replicas)
+
+    def _durable(self, what: str, name: str, keys: list, args: list):
+        """Run script ``name``; with ``min_replicas``, in one pipeline with ``WAIT`` after it."""
+        if self.min_replicas <= 0:
+            return self._run(name, keys=keys, args=args)
+        pipe = self.redis.pipeline(transaction=False)
+        self._run(name, keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", self.min_replicas, REPLICA_WAIT_MS)
+        result, acked = pipe.execute()
+        if int(acked) < self.min_replicas:
+            self.incr("replica_wait_short")
+            log.warning("%s: %d of %d replicas acknowledged within %d ms", what, int(acked), self.min_replicas,
+                        REPLICA_WAIT_MS)
+        return result
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> dict | None:
@@ -90,15 +134,18 @@ class JobStore:
         ``retry_failed``, a failed, timed-out or cancelled job is re-run (its next generation).  A new
         job keeps ``tenant`` and ``priority``; a second call with the same id keeps the first's."""
         k = self.keys
-        state, created, added = self._run(
-            "accept", keys=[k.job(job_id), k.waiters(job_id), k.due_submit, k.jobs, k.timeline(job_id), k.due_check],
-            args=[job_id, model, canonical_input(input), timeout, waiter_id, json.dumps(waiter),
-                  first_claim_ms, int(bool(retry_failed)), tenant, int(priority)])
+        state, created, added = self._durable(
+            "accept", "accept",
+            keys=[k.job(job_id), k.waiters(job_id), k.due_submit, k.jobs, k.timeline(job_id), k.due_check,
+                  k.due_resume],
+            args=[job_id, model, canonical_input(input), timeout, waiter_id, _compact(waiter),
+                  first_claim_ms, int(bool(retry_failed)), RESUME_LEASE_MS, tenant, int(priority)])
         return _decode(state), bool(created), bool(added)
 
     def reject(self, job_id: str, *, model: str, error: str) -> bool:
         k = self.keys
-        return bool(self._run("reject", keys=[k.job(job_id), k.jobs, k.timeline(job_id)], args=[job_id, model, error]))
+        return bool(self._run("reject", keys=[k.job(job_id), k.jobs, k.timeline(job_id)],
+                              args=[job_id, model, error, self.retention_ms]))
 
     def claim_submit(self, job_id: str, *, lease_ms: int, unknown_grace_ms: int) -> tuple[str, int, str]:
         """Claim the job for a createTask attempt.  Returns (verdict, wait_ms, claim_token)."""
@@ -125,9 +172,10 @@ class JobStore:
     def record_task(self, job_id: str, task_id: str, *, first_check_ms: int, timeout_ms: int,
                     source: str) -> str:
         k = self.keys
-        return _decode(self._run("record_task", keys=[k.job(job_id), k.due_submit, k.due_check, k.task(task_id),
-                                                      k.timeline(job_id)],
-                                 args=[job_id, task_id, first_check_ms, timeout_ms, source]))
+        return _decode(self._durable(
+            "task recorded", "record_task",
+            keys=[k.job(job_id), k.due_submit, k.due_check, k.task(task_id), k.timeline(job_id)],
+            args=[job_id, task_id, first_check_ms, timeout_ms, source, self.retention_ms]))
 
     def finish(self, job_id: str, state: str, outcome: dict, *, error: str = "", credits=None) -> bool:
         """Move to a terminal state; True for the one call that did it.  ``credits`` (what the job
@@ -135,9 +183,13 @@ class JobStore:
         if state not in TERMINAL:
             raise ValueError(f"finish: state must be one of {sorted(TERMINAL)}, got {state!r}")
         k = self.keys
-        return self._run("finish", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id)],
-                         args=[job_id, state, json.dumps(outcome), error,
-                               "" if credits is None else repr(float(credits))]) == 1
+        tasks = (_decode(self.redis.hget(k.job(job_id), "task_ids")) or "").split()
+        return self._durable(
+            "finish", "finish",
+            keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id), k.due_resume,
+                  *(k.task(t) for t in tasks)],
+            args=[job_id, state, json.dumps(outcome), error, self.retention_ms, RESUME_LEASE_MS,
+                  "" if credits is None else repr(float(credits))]) == 1
 
     def record_callback(self, job_id: str, outcome: dict) -> tuple[str, int]:
         """Store a delivered callback's outcome (ignored once the job is terminal). Returns (state, deliveries)."""
@@ -146,13 +198,37 @@ class JobStore:
                              args=[json.dumps(outcome), summary])
         return _decode(state), int(n)
 
-    def claim_waiter(self, job_id: str, waiter_id: str) -> bool:
-        """The exactly-once claim on finishing one waiter's chain."""
-        return self.redis.sadd(self.keys.waiters_done(job_id), waiter_id) == 1
+    def claim_waiter(self, job_id: str, waiter_id: str, *, lease_ms: int = RESUME_LEASE_MS) -> tuple[str, bool] | None:
+        """Lease the resumption of one waiter's chain.  Returns (lease token, taken_over) — taken_over
+        when an earlier holder's lease expired undone — or None when it is done or leased to a live holder."""
+        k, token = self.keys, uuid.uuid4().hex
+        claimed, taken_over = self._run("claim_waiter", keys=[k.waiters_done(job_id), k.waiter_leases(job_id),
+                                                              k.due_resume],
+                                        args=[waiter_id, token, lease_ms, job_id])
+        return (token, bool(taken_over)) if claimed else None
+
+    def mark_waiter_done(self, job_id: str, waiter_id: str, token: str, *, drop_parked: bool) -> bool:
+        """Mark the waiter's chain continued (after the broker accepted its next step); ``drop_parked``
+        deletes its parked chain.  False if the lease had been taken over by another process."""
+        k = self.keys
+        return self._durable("waiter done", "mark_waiter_done",
+                             keys=[k.waiters_done(job_id), k.waiter_leases(job_id), k.waiters(job_id), k.job(job_id)],
+                             args=[waiter_id, token, self.retention_ms, int(drop_parked)]) == 1
+
+    def resume_settled(self, job_id: str) -> bool:
+        """Take the job out of ``due:resume`` if every waiter is marked done (or the job is not finished)."""
+        k = self.keys
+        return self._run("resume_settled", keys=[k.waiters(job_id), k.waiters_done(job_id), k.due_resume,
+                                                 k.job(job_id)], args=[job_id]) == 1
+
+    def trim_index(self, *, limit: int = 500) -> int:
+        """Drop from the jobs index the entries older than the retention whose record is gone; how many."""
+        return int(self._run("trim_index", keys=[self.keys.jobs],
+                             args=[self.retention_ms, self.keys.job(""), limit]))
 
     def claim_due(self, which: str, *, horizon_ms: int, lease_ms: int, limit: int = 500) -> list[tuple[str, int]]:
-        """Take due members of ``due:submit`` or ``due:check``: [(job_id, due_in_ms)]."""
-        key = self.keys.due_submit if which == "submit" else self.keys.due_check
+        """Take due members of ``due:submit``, ``due:check`` or ``due:resume``: [(job_id, due_in_ms)]."""
+        key = {"submit": self.keys.due_submit, "check": self.keys.due_check, "resume": self.keys.due_resume}[which]
         flat = self._run("claim_due", keys=[key], args=[horizon_ms, lease_ms, limit])
         return [(_decode(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
@@ -170,7 +246,8 @@ class JobStore:
         that cancelled it; otherwise ``state`` is the terminal state it already had, or ``missing``."""
         k = self.keys
         verdict, task_id, sent, state = self._run(
-            "cancel", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id)], args=[job_id, reason])
+            "cancel", keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id), k.due_resume],
+            args=[job_id, reason, self.retention_ms, RESUME_LEASE_MS])
         verdict = _decode(verdict)
         return verdict == "cancelled", (_decode(state) or verdict), _decode(task_id) or None, bool(sent)
 

@@ -29,12 +29,17 @@ class Keys:
         return f"{self.prefix}:job:{job_id}"
 
     def waiters(self, job_id: str) -> str:
-        """Hash: Celery task id → parked chain context (JSON) of every caller waiting on the job."""
+        """Hash: Celery task id → parked chain context (JSON) of every caller waiting on the job (a resumed
+        caller's entry is deleted when marked done; a failed one's is kept until the retention)."""
         return f"{self.prefix}:job:{job_id}:waiters"
 
     def waiters_done(self, job_id: str) -> str:
-        """Set: Celery task ids whose chain was already resumed or failed (the exactly-once claim)."""
+        """Set: Celery task ids whose chain was resumed or failed and marked done (after the broker took the next step)."""
         return f"{self.prefix}:job:{job_id}:done"
+
+    def waiter_leases(self, job_id: str) -> str:
+        """Hash: Celery task id → ``token:deadline_ms`` of the lease on resuming that waiter's chain."""
+        return f"{self.prefix}:job:{job_id}:leases"
 
     def timeline(self, job_id: str) -> str:
         """List: the job's events, oldest first, JSON ``{"t": epoch ms, "event", "detail"}``, capped at
@@ -59,6 +64,11 @@ class Keys:
     def due_check(self) -> str:
         """Sorted set: job id → epoch ms when its status should next be checked (poll or timeout)."""
         return f"{self.prefix}:due:check"
+
+    @property
+    def due_resume(self) -> str:
+        """Sorted set: finished job id → epoch ms when the sweep should resume its waiters unless done by then."""
+        return f"{self.prefix}:due:resume"
 
     @property
     def sweep_reclaim(self) -> str:

@@ -109,12 +109,21 @@ CATALOGUE: tuple[Metric, ...] = (
            "Upstream generations started again after a transient failCode (KIE_GENERATION_RETRIES)."),
     Metric("kie_jobs_retried_total", "counter", "Finished jobs re-run by an operator (kie-queue retry, the dashboard)."),
     Metric("kie_job_id_conflicts_total", "counter", "kie.generate calls refused: job_id already used with another input."),
+    Metric("kie_continuations_redispatched_total", "counter",
+           "Waiters' chains resumed again because the process resuming them died before marking them done "
+           "(each may have been continued twice)."),
+    Metric("kie_continuations_lease_lost_total", "counter",
+           "Waiters marked done by a process whose resumption lease had been taken over meanwhile."),
+    Metric("kie_replica_wait_short_total", "counter",
+           "Durable job-store writes that fewer than KIE_REDIS_MIN_REPLICAS replicas acknowledged within 1 s."),
     Metric("kie_events_total", "counter", "Other counted events, by name.", ("event",), ()),
     # -- gauges --------------------------------------------------------------------------------
     Metric("kie_jobs", "gauge", "Unfinished jobs by state.", ("state",), _one(LIVE_STATES), live=True),
     Metric("kie_jobs_waiting_submit", "gauge", "Jobs waiting to be submitted (for a token, a pause or a retry).",
            live=True),
     Metric("kie_jobs_awaiting_outcome", "gauge", "Submitted jobs waiting for their outcome.", live=True),
+    Metric("kie_jobs_resuming", "gauge", "Finished jobs whose waiters' chains are not all marked continued yet.",
+           live=True),
     Metric("kie_in_flight", "gauge", "Upstream tasks submitted and not finished (in-flight slots held).", live=True),
     Metric("kie_in_flight_max", "gauge", "The in-flight cap (KIE_MAX_IN_FLIGHT).", live=True),
     Metric("kie_submissions_paused_seconds", "gauge",
@@ -178,6 +187,9 @@ EVENTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "regenerations": [("kie_regenerations_total", ())],
     "jobs_retried": [("kie_jobs_retried_total", ())],
     "job_id_conflicts": [("kie_job_id_conflicts_total", ())],
+    "continuations_redispatched": [("kie_continuations_redispatched_total", ())],
+    "continuations_lease_lost": [("kie_continuations_lease_lost_total", ())],
+    "replica_wait_short": [("kie_replica_wait_short_total", ())],
     "credit_pauses": [("kie_credit_pauses_total", ())],
 }
 # the worker's callback checks were counted as callbacks_<reason> before; they are not webhook answers

@@ -61,8 +61,9 @@ class Scripts:
         self.redis = redis
         self._registered: dict = {}
 
-    def __call__(self, name: str, keys: list, args: list):
+    def __call__(self, name: str, keys: list, args: list, client=None):
+        """Run script ``name``; ``client`` may be a pipeline of the same Redis (the result comes from it)."""
         script = self._registered.get(name)
         if script is None:
             script = self._registered[name] = self.redis.register_script(source(name))
-        return script(keys=keys, args=args)
+        return script(keys=keys, args=args, client=client)

@@ -8,6 +8,22 @@ local function event(timeline, name, detail)
   redis.call('LTRIM', timeline, -TIMELINE_CAP, -1)
 end
 
+-- The keys of a job besides its record: worker.store.keys names each one as this suffix of the
+-- record's key (a unit test holds them to it).
+local JOB_PARTS = {':waiters', ':done', ':leases', ':timeline'}
+
+-- A finished job's keys expire ttl_ms from now (KIE_JOB_RETENTION).
+local function expire_job(job, ttl_ms)
+  redis.call('PEXPIRE', job, ttl_ms)
+  for _, part in ipairs(JOB_PARTS) do redis.call('PEXPIRE', job .. part, ttl_ms) end
+end
+
+-- A job that runs again is live state: its keys stop expiring.
+local function persist_job(job)
+  redis.call('PERSIST', job)
+  for _, part in ipairs(JOB_PARTS) do redis.call('PERSIST', job .. part) end
+end
+
 -- Puts a job back to 'accepted' as its next generation (a new upstream task will be created):
 -- the generation that ends is appended to the record's 'history' (JSON list), its upstream tasks
 -- become 'retired' (their late callbacks and polls are ignored), and the job is due for
@@ -36,6 +52,7 @@ local function restart(job, due_submit, due_check, timeline, job_id, reason, det
   else redis.call('HSET', job, 'regenerations', 0) end   -- a deliberate re-run gets the whole budget again
   redis.call('ZREM', due_check, job_id)
   redis.call('ZADD', due_submit, now, job_id)
+  persist_job(job)
   event(timeline, reason, detail)
   return gen + 1
 end

@@ -1,4 +1,5 @@
--- KEYS: 1 job, 2 due_submit, 3 due_check, 4 timeline   ARGV: 1 job_id, 2 reason
+-- KEYS: 1 job, 2 due_submit, 3 due_check, 4 timeline, 5 due_resume
+-- ARGV: 1 job_id, 2 reason, 3 retention_ms, 4 resume_after_ms
 -- Cancels an unfinished job: it leaves both due queues (a job not yet submitted never will be: its
 -- claim is dropped, so a worker about to send the create finds its claim lost), and any later
 -- upstream outcome is ignored (kie.ai has no cancel call).  Returns {verdict, task_id, was_sent, state}:
@@ -20,4 +21,6 @@ local detail = 'before submission'
 if sent == 1 then detail = 'after submission (' .. ((tid ~= '' and tid) or 'create in flight') ..
                            '): kie.ai may still bill it' end
 event(KEYS[4], 'cancelled', ARGV[2] .. ', ' .. detail)
+redis.call('ZADD', KEYS[5], now + tonumber(ARGV[4]), ARGV[1])   -- its waiters are failed like a finish's
+expire_job(KEYS[1], tonumber(ARGV[3]))
 return {'cancelled', tid, sent, 'cancelled'}

@@ -1,5 +1,8 @@
 -- KEYS: 1 job, 2 due_submit, 3 due_check, 4 task_map, 5 timeline
--- ARGV: 1 job_id, 2 task_id, 3 first_check_ms, 4 timeout_ms, 5 source ('create' | 'callback' | 'poll')
+-- ARGV: 1 job_id, 2 task_id, 3 first_check_ms, 4 timeout_ms, 5 source ('create' | 'callback' | 'poll'),
+--       6 retention_ms
+-- The task index entry lives as long as the job can: its timeout plus the retention, or a finished
+-- job's remaining life.
 -- Records an upstream taskId for the job.  Returns:
 --   'recorded'  first task of the job (state becomes submitted; deadline starts);
 --   'known'     this taskId was already recorded;
@@ -11,7 +14,9 @@ if not state then return 'missing' end
 local tids = redis.call('HGET', KEYS[1], 'task_ids') or ''
 if string.find(' ' .. tids .. ' ', ' ' .. ARGV[2] .. ' ', 1, true) then return 'known' end
 redis.call('HSET', KEYS[1], 'task_ids', (tids == '' and ARGV[2]) or (tids .. ' ' .. ARGV[2]))
-redis.call('SET', KEYS[4], ARGV[1], 'EX', 30 * 86400)
+local life = tonumber(redis.call('PTTL', KEYS[1]))
+if life < 0 then life = tonumber(ARGV[4]) + tonumber(ARGV[6]) end
+redis.call('SET', KEYS[4], ARGV[1], 'PX', life)
 if UNSUBMITTED[state] then
   redis.call('HSET', KEYS[1], 'state', 'submitted', 'task_id', ARGV[2], 'submitted_at', now,
              'deadline', now + tonumber(ARGV[4]), 'updated_at', now, 'task_source', ARGV[5])

@@ -112,4 +112,8 @@ def sweep():
 @app.task(name=task_names.DOWNLOAD, bind=True, max_retries=3)
 def download(self, result: dict):
     """Copy every result URL into storage; returns the result with ``files`` added."""
+    if parking.completed_before(self):
+        log.info("kie.download %s ran already and sent its next step: this redelivery does nothing",
+                 self.request.id)
+        raise parking.stop()
     return download_job_result(self, runtime(), result)

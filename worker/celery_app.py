@@ -125,3 +125,11 @@ def _clear_log_context(**_):
     from .logs import clear
 
     clear()
+
+
+@signals.task_success.connect
+def _download_failpoint(sender=None, **_):
+    """``download.after_continue``: after the tracer sent kie.download's next step and stored its result."""
+    if getattr(sender, "name", None) == task_names.DOWNLOAD:
+        from . import failpoints
+        failpoints.hit("download.after_continue")

@@ -44,6 +44,7 @@ import requests  # noqa: E402
 from celery import Celery  # noqa: E402
 
 from bench.rate_limit import API_KEY, REDIS_URL, base_env, cleanup_redis, sim_stats  # noqa: E402
+from bench.report import aligned, fixed  # noqa: E402
 from bench.schedule import max_in_window, shortest_span  # noqa: E402
 from worker.cli.stack import Stack  # noqa: E402
 from worker.settings import RateLimit  # noqa: E402
@@ -162,10 +163,6 @@ def analyse(label, weights, rate, created, a_ids, b_ids, t_a, t_b, stats) -> dic
     }
 
 
-def fmt(x, digits=2) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
 def table(runs: list[dict], rate: RateLimit) -> str:
@@ -175,25 +172,23 @@ def table(runs: list[dict], rate: RateLimit) -> str:
             (f"{tenant}: creates", lambda r, t=tenant: r[t]["created"]),
             (f"{tenant}: creates per {rate.window:g}-s window",
              lambda r, t=tenant: ",".join(map(str, r[t]["per_window"]))),
-            (f"{tenant}: enqueue -> last create (s)", lambda r, t=tenant: fmt(r[t]["enqueue_to_last"], 1)),
-            (f"{tenant}: share while both ready", lambda r, t=tenant: fmt(r[t]["share_both_ready"], 3)),
+            (f"{tenant}: enqueue -> last create (s)", lambda r, t=tenant: fixed(r[t]["enqueue_to_last"], 1)),
+            (f"{tenant}: share while both ready", lambda r, t=tenant: fixed(r[t]["share_both_ready"], 3)),
             (f"{tenant}: share in windows both were ready throughout",
-             lambda r, t=tenant: fmt(r[t]["share_full_windows"], 3)),
-            (f"{tenant}: ideal share", lambda r, t=tenant: fmt(r[t]["ideal_share"], 3)),
+             lambda r, t=tenant: fixed(r[t]["share_full_windows"], 3)),
+            (f"{tenant}: ideal share", lambda r, t=tenant: fixed(r[t]["ideal_share"], 3)),
         ]
     rows += [
-        ("B: enqueue -> first create (s)", lambda r: fmt(r["B"]["enqueue_to_first"], 1)),
+        ("B: enqueue -> first create (s)", lambda r: fixed(r["B"]["enqueue_to_first"], 1)),
         ("creates while both ready", lambda r: r["contended_creates"]),
         ("windows both were ready throughout", lambda r: r["full_windows"]),
         ("429 responses", lambda r: r["rejected_429"]),
         (f"max creates in any {rate.window:g} s (<= {rate.limit})", lambda r: r["max_in_window"]),
-        ("efficiency of the whole run (best / actual span)", lambda r: fmt(r["efficiency"], 3)),
+        ("efficiency of the whole run (best / actual span)", lambda r: fixed(r["efficiency"], 3)),
     ]
     headers = ["metric"] + [r["label"] for r in runs]
     cells = [[name] + [str(get(r)) for r in runs] for name, get in rows]
-    widths = [max(len(row[i]) for row in cells + [headers]) for i in range(len(headers))]
-    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(row) for row in cells])
+    return aligned(headers, cells)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 from celery import Celery  # noqa: E402
 
+from bench.report import aligned, fixed  # noqa: E402
 from bench.schedule import max_in_window, shortest_span  # noqa: E402
 from worker.cli.stack import Stack, wait_for  # noqa: E402
 from worker.settings import RateLimit  # noqa: E402
@@ -285,12 +286,6 @@ def deadline_s(args, rate: RateLimit) -> float:
 
 
 # ------------------------------------------------------------------------------------------ table
-def fmt(value, digits=2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
 
 
 def table(runs: list[dict], args, rate: RateLimit) -> str:
@@ -303,27 +298,25 @@ def table(runs: list[dict], args, rate: RateLimit) -> str:
         ("creates accepted", lambda r: r["accepted"]),
         ("429 responses", lambda r: r["rejected_429"]),
         ("other rejections", lambda r: r["rejected_other"]),
-        ("enqueue -> first create (s)", lambda r: fmt(r.get("enqueue_to_first"))),
-        ("enqueue -> last create (s)", lambda r: fmt(r.get("enqueue_to_last"))),
-        ("submission span, all (s)", lambda r: fmt(r.get("span"))),
-        ("shortest span allowed, all (s)", lambda r: fmt(r.get("shortest_span"), 1)),
-        ("efficiency, all", lambda r: fmt(r.get("efficiency"), 3)),
+        ("enqueue -> first create (s)", lambda r: fixed(r.get("enqueue_to_first"))),
+        ("enqueue -> last create (s)", lambda r: fixed(r.get("enqueue_to_last"))),
+        ("submission span, all (s)", lambda r: fixed(r.get("span"))),
+        ("shortest span allowed, all (s)", lambda r: fixed(r.get("shortest_span"), 1)),
+        ("efficiency, all", lambda r: fixed(r.get("efficiency"), 3)),
         ("first 95 %: k creates", lambda r: r.get("k95", "-")),
-        ("first 95 %: span (s)", lambda r: fmt(r.get("span95"))),
-        ("first 95 %: shortest span (s)", lambda r: fmt(r.get("shortest_span95"), 1)),
-        ("efficiency, first 95 % (target >= 0.97)", lambda r: fmt(r.get("efficiency95"), 3)),
+        ("first 95 %: span (s)", lambda r: fixed(r.get("span95"))),
+        ("first 95 %: shortest span (s)", lambda r: fixed(r.get("shortest_span95"), 1)),
+        ("efficiency, first 95 % (target >= 0.97)", lambda r: fixed(r.get("efficiency95"), 3)),
         (f"creates per {rate.window:g}-s bucket from the first", lambda r: ",".join(map(str, r.get("per_window", [])))),
-        ("creates/s (accepted / span)", lambda r: fmt(r.get("creates_per_s"))),
-        ("creates/s (accepted / enqueue->last)", lambda r: fmt(r.get("creates_per_s_from_enqueue"))),
+        ("creates/s (accepted / span)", lambda r: fixed(r.get("creates_per_s"))),
+        ("creates/s (accepted / enqueue->last)", lambda r: fixed(r.get("creates_per_s_from_enqueue"))),
         (f"max accepted in any {rate.window:g} s (<= {rate.limit})", lambda r: r["max_in_window"]),
         ("target met (>= 0.97, zero 429s)", lambda r: "yes" if (r.get("efficiency95") or 0) >= 0.97
          and r["rejected_429"] == 0 and r["accepted"] == args.jobs else "no"),
     ]
     headers = ["metric"] + [r["label"] for r in runs]
     cells = [[name] + [str(get(r)) for r in runs] for name, get in rows]
-    widths = [max(len(row[i]) for row in cells + [headers]) for i in range(len(headers))]
-    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(row) for row in cells])
+    return aligned(headers, cells)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,14 +95,28 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def fixed(value, digits=2) -> str:
+    """A figure with ``digits`` decimals for the comparison tables (``-`` for None)."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def aligned(headers: list[str], cells: list[list[str]]) -> str:
+    """A plain-text table: the header, a rule, one line per row, columns padded to their widest cell."""
+    widths = [max(len(row[i]) for row in cells + [headers]) for i in range(len(headers))]
+    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(row) for row in cells])
+
+
 def table(rows: list[Row]) -> str:
     headers = ["measure", "figure", "value", "baseline", "ratio", "target", "pass"]
     cells = [[r.measure, r.name, _fmt(r.figure), _fmt(r.baseline), _fmt(r.ratio),
               str(r.target) if r.target else "report",
               {True: "yes", False: "NO", None: "-"}[r.passed]] for r in rows]
-    widths = [max(len(c[i]) for c in cells + [headers]) for i in range(len(headers))]
-    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(c) for c in cells])
+    return aligned(headers, cells)
 
 
 def markdown_table(rows: list[Row]) -> str:

@@ -62,7 +62,7 @@ def shared_conf(s) -> dict:
         "result_backend_transport_options": backend,
         "broker_connection_retry_on_startup": True,
         # task events for monitors (Flower, `celery events`), with KIE_TASK_EVENTS: workers report received/
-        # started/succeeded/failed/retried, producers report sent (about 7 PUBLISH per job on the broker)
+        # started/succeeded/failed/retried, producers report sent (about 8 more broker round trips per job)
         "worker_send_task_events": s.task_events,
         "task_send_sent_event": s.task_events,
         **SAFE,

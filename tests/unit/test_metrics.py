@@ -299,3 +299,19 @@ def test_a_batch_redis_refuses_is_logged_and_dropped_never_raised(caplog):
     assert "buffered fields not written" in caplog.text
     with pytest.raises(redis_lib.ConnectionError):
         dead.incr("polls")                                                # outside a batch the caller sees it
+
+
+def test_a_process_forked_inside_a_batch_does_not_write_the_parents_observations(counted):
+    import os
+
+    metrics.begin()
+    counted.incr("polls")
+    pid = os.fork()
+    if pid == 0:                                  # the child: its batch starts empty
+        counted.incr("poll_errors")
+        metrics.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    metrics.flush()
+    snap = counted.metrics.snapshot()
+    assert snap.value("kie_polls_total") == 1 and snap.value("kie_poll_errors_total") == 1

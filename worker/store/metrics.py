@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -346,6 +347,7 @@ MAX_FIELDS = 256        # a batch holding this many distinct fields is written a
 MAX_AGE_S = 2.0         # and one older than this on its next observation (a long task's figures stay fresh)
 _INT, _FLOAT, _SET = "i", "f", "s"
 _batch = threading.local()
+_fork_hook = []
 
 
 def begin(*, max_fields: int = MAX_FIELDS, max_age_s: float = MAX_AGE_S) -> None:
@@ -353,10 +355,17 @@ def begin(*, max_fields: int = MAX_FIELDS, max_age_s: float = MAX_AGE_S) -> None
     process and summed; they are written early when a hash's batch holds ``max_fields`` fields, or on
     the first observation ``max_age_s`` seconds after the batch was last written.  A batch already
     open stays open (with its bounds)."""
+    if not _fork_hook:      # a child forked inside a batch must not write the parent's observations again
+        os.register_at_fork(after_in_child=_forget)
+        _fork_hook.append(True)
     if getattr(_batch, "pending", None) is None:
         _batch.pending = {}
         _batch.started = time.monotonic()
         _batch.bounds = (max_fields, max_age_s)
+
+
+def _forget() -> None:
+    _batch.pending = None
 
 
 def flush() -> None:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/rate_limit.py [--workers 4] [--seconds 60] [--jobs N] [--limit 20/10s]
                                          [--baseline-429 retry|none] [--no-tuned] [--json PATH]
+                                         [--tenants N] [--tenant-weights t0=3] [--priorities]
 
 Each scenario gets its own simulator (``python -m kiesim`` enforcing ``--limit``, tasks finishing in
 1 s), its own Redis key prefix and queue in Redis database 4 (``BENCH_REDIS_URL``), and ``--workers``
@@ -12,7 +13,8 @@ is ready, and the scenario ends when every job has an outcome (or a deadline pas
 Scenarios, all in the same run:
 
 * ``kie-queue``: ``kie.generate`` through the real stack (simulator, workers, beat; polling-only,
-  ``KIE_RATE_LIMIT`` = ``--limit``).
+  ``KIE_RATE_LIMIT`` = ``--limit``); with ``--tenants N`` the jobs belong to N tenants in turn
+  (``--tenant-weights``, ``--priorities`` put weights and priorities in play too).
 * ``celery rate_limit (naive)``: ``bench/celery_baseline.py``, whose task POSTs createTask with
   ``rate_limit`` = the limit's nominal rate (20/10 s → ``2/s``) on every worker, as people do.
 * ``celery rate_limit (tuned)``: the same with the nominal rate divided by the number of workers.
@@ -172,6 +174,8 @@ def run_kie_queue(args, rate: RateLimit, workroot: Path) -> dict:
         "KIE_RATE_LIMIT": str(rate),
         "KIE_STORAGE_DIR": str(workdir / "output"),
     })
+    if args.tenant_weights:
+        env["KIE_TENANT_WEIGHTS"] = args.tenant_weights
     r = redis.Redis.from_url(REDIS_URL)
     task_ids: list[str] = []
     with Stack(workdir, env) as stack:
@@ -190,8 +194,8 @@ def run_kie_queue(args, rate: RateLimit, workroot: Path) -> dict:
             requests.post(sim + "/_sim/reset", timeout=10).raise_for_status()
             tag = secrets.token_hex(3)
             t_enqueue = time.time()
-            results = [producer.send_task("kie.generate", kwargs={"input": {"prompt": f"bench {tag} {i}"}},
-                                          queue=queue) for i in range(args.jobs)]
+            results = [producer.send_task("kie.generate", kwargs=job_kwargs(args, tag, i), queue=queue)
+                       for i in range(args.jobs)]
             task_ids = [res.id for res in results]
             outcomes, complete = wait_outcomes(results, time.monotonic() + deadline_s(args, rate), sim,
                                                "kie-queue")
@@ -205,10 +209,24 @@ def run_kie_queue(args, rate: RateLimit, workroot: Path) -> dict:
             stack.stop()
             cleanup_redis(r, prefix, [queue], task_ids)
     out = analyse(stats, rate, t_enqueue)
-    out.update({"label": "kie-queue limiter", "setting": f"KIE_RATE_LIMIT={rate}", "outcomes": outcomes,
-                "complete": complete, "project_counters": {k: v for k, v in sorted(counters.items())
-                                                           if k.startswith(("waits_", "upstream_", "creates_"))}})
+    setting = f"KIE_RATE_LIMIT={rate}" + (f", {args.tenants} tenants" if args.tenants > 1 else "") + \
+        (f", weights {args.tenant_weights}" if args.tenant_weights else "")
+    out.update({"label": "kie-queue limiter", "setting": setting, "outcomes": outcomes,
+                "complete": complete,
+                "project_counters": {k: v for k, v in sorted(counters.items())
+                                     if k.startswith(("kie_waits_total", "kie_upstream_", "kie_creates_"))}})
     return out
+
+
+def job_kwargs(args, tag: str, i: int) -> dict:
+    """One job's ``kie.generate`` arguments: with ``--tenants N``, job i belongs to tenant ``t{i % N}``
+    and (``--priorities``) has priority ``i % 10``."""
+    kwargs = {"input": {"prompt": f"bench {tag} {i}"}}
+    if args.tenants > 1:
+        kwargs["tenant"] = f"t{i % args.tenants}"
+    if args.priorities:
+        kwargs["priority"] = i % 10
+    return kwargs
 
 
 def run_baseline(args, rate: RateLimit, workroot: Path, per_worker_rate: float, label: str) -> dict:
@@ -318,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="baseline on 429: retry after 1 s (default) or give the job up")
     p.add_argument("--no-tuned", action="store_true", help="skip the baseline with rate_limit divided by workers")
     p.add_argument("--json", type=Path, help="also write the figures (and every accept time) here")
+    p.add_argument("--tenants", type=int, default=1, help="spread the kie-queue jobs over this many tenants")
+    p.add_argument("--tenant-weights", default="", help="KIE_TENANT_WEIGHTS for the kie-queue scenario")
+    p.add_argument("--priorities", action="store_true", help="give the kie-queue jobs priorities 0-9")
     p.add_argument("--scenarios", default="kie-queue,naive,tuned",
                    help="comma-separated subset of kie-queue,naive,tuned (default: all three)")
     p.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temporary "

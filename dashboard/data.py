@@ -41,6 +41,11 @@ def row(view) -> dict:
     return {**job, "prompt_start": prompt[:80] + ("…" if len(prompt) > 80 else ""), **durations(job)}
 
 
+def has_tenants(rows: list[dict]) -> bool:
+    """Whether the table needs a tenant column: some job names a tenant other than ``default``."""
+    return any((r.get("tenant") or "default") != "default" for r in rows)
+
+
 def jobs_table(rt, *, state: str | None, age: str | None, search: str | None, limit: int = 100) -> list[dict]:
     if search:
         found = queries.find_job(rt, search.strip())

@@ -41,14 +41,15 @@ def _filters() -> dict:
 def jobs():
     f = _filters()
     rows = data.jobs_table(_kie()["rt"], state=f["state"], age=f["age"], search=f["q"])
-    return flask.render_template("jobs.html", rows=rows, f=f, states=data.STATES, ages=data.AGES)
+    return flask.render_template("jobs.html", rows=rows, f=f, states=data.STATES, ages=data.AGES,
+                                 show_tenant=data.has_tenants(rows))
 
 
 @bp.get("/fragments/jobs")
 def jobs_fragment():
     f = _filters()
     rows = data.jobs_table(_kie()["rt"], state=f["state"], age=f["age"], search=f["q"])
-    return flask.render_template("_jobs_table.html", rows=rows, f=f)
+    return flask.render_template("_jobs_table.html", rows=rows, f=f, show_tenant=data.has_tenants(rows))
 
 
 @bp.get("/jobs/<path:job_id>")

@@ -15,9 +15,10 @@ from pathlib import Path
 API_KEY = "sk-test-" + "a1b2c3d4e5f6a7b8"
 WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
 HMAC_KEY = "hmac-test-fedcba9876543210"
+SECOND_API_KEY = "sk-test-tenant-" + "0f1e2d3c4b5a6978"   # a tenant's own account (KIE_API_KEY_<TENANT>)
 AWS_SECRET = "aws-test-" + "secret-5f4e3d2c1b0a9f8e"   # the S3 tests' AWS_SECRET_ACCESS_KEY (moto)
 
-SECRETS = (API_KEY, WEBHOOK_SECRET, HMAC_KEY, AWS_SECRET)
+SECRETS = (API_KEY, WEBHOOK_SECRET, HMAC_KEY, AWS_SECRET, SECOND_API_KEY)
 
 JOB_TOKEN = re.compile(r"token=[0-9a-f]{64}")
 

@@ -31,6 +31,8 @@ def build_app(settings: Settings | None = None) -> flask.Flask:
         "redis": r,
         "store": JobStore(r, s.key_prefix, **job_store_options(s)),
         "limiter": Limiter.for_settings(r, s),
+        # one limiter per account (KIE_API_KEY, each KIE_API_KEY_<TENANT>), for the per-tenant metrics
+        "limiters": [Limiter.for_settings(r, s, api_key=k or "") for k in dict.fromkeys([s.api_key, *s.api_keys()])],
         "celery": producer(s, "kie_queue_webhook"),   # sends tasks by name: the web process imports no task code
     }
     _log_handler()

@@ -221,7 +221,8 @@ def healthz():
 @bp.get("/metrics")
 def metrics():
     kie = _kie()
-    return flask.Response(exposition.render(kie["store"], kie["limiter"]), content_type=exposition.CONTENT_TYPE)
+    return flask.Response(exposition.render(kie["store"], kie["limiter"], kie.get("limiters", ())),
+                          content_type=exposition.CONTENT_TYPE)
 
 
 @bp.get("/openapi.yaml")

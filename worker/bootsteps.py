@@ -73,7 +73,8 @@ class MetricsEndpoint(bootsteps.StartStopStep):
         if port is None:
             return
         try:
-            self.server, _ = start_http_server(port, registry=exposition.registry(rt.store, rt.limiter))
+            self.server, _ = start_http_server(port, registry=exposition.registry(
+                rt.store, rt.limiter, [a.limiter for a in rt.accounts.values()]))
         except OSError as exc:
             metrics_log.warning("metrics endpoint not started on port %d (%s); another process serves it?", port,
                         exc.strerror or exc)

@@ -141,3 +141,11 @@ def _flush_metrics(**_):
     from .store import metrics
 
     metrics.flush()
+
+
+@signals.task_success.connect
+def _download_failpoint(sender=None, **_):
+    """``download.after_continue``: after the tracer sent kie.download's next step and stored its result."""
+    if getattr(sender, "name", None) == task_names.DOWNLOAD:
+        from . import failpoints
+        failpoints.hit("download.after_continue")

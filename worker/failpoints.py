@@ -27,6 +27,10 @@ complete (``webhook.routes``, ``worker.jobs.completion``)
 resume (``worker.jobs.parking``)
   ``resume.after_store_result``  the parked task's SUCCESS is stored; its chain and callbacks are
                                  not sent yet
+
+download (``worker.celery_app``, Celery's ``task_success`` signal of ``kie.download``)
+  ``download.after_continue``    the tracer sent the download's next step and stored its result; the
+                                 message is not acknowledged yet (a redelivery must not send it again)
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ POINTS = (
     "complete.after_callback_recorded", "complete.before_finish", "complete.after_finish", "complete.after_waiter_claim", "complete.after_publish",
     "complete.after_mark_done",
     "resume.after_store_result",
+    "download.after_continue",
 )
 """Every failpoint name (the list in the module docstring)."""
 

@@ -49,6 +49,38 @@ class RateLimit:
         return f"{self.limit}/{self.window:g}s"
 
 
+_TENANT_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def tenant_env_suffix(tenant: str) -> str:
+    """The ``KIE_API_KEY_<SUFFIX>`` of a tenant: upper-cased, ``-``, ``.`` and ``:`` as ``_``."""
+    return re.sub(r"[-.:]", "_", tenant.upper())
+
+
+def parse_tenant_map(text: str | None, variable: str, *, integer: bool, allow_star: bool) -> dict[str, float]:
+    """Parse ``acme=3,beta=1`` (and ``*=10`` when ``allow_star``) into {tenant: positive number}."""
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, raw = (part.strip() for part in item.partition("="))
+        if not sep or not name:
+            raise ConfigError(variable, f"expected TENANT=NUMBER items separated by commas, got {item!r}")
+        if not (_TENANT_RE.match(name) or (allow_star and name == "*")):
+            raise ConfigError(variable, f"tenant must be 1-64 letters, digits or ._:-"
+                                        f"{' (or * for every other tenant)' if allow_star else ''}, got {name!r}")
+        if name in out:
+            raise ConfigError(variable, f"tenant {name!r} is listed twice")
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            kind = "whole number" if integer else "number"
+            raise ConfigError(variable, f"{name}: expected a {kind}, got {raw!r}") from None
+        if not math.isfinite(value) or value <= 0 or value > 1_000_000:
+            raise ConfigError(variable, f"{name}: must be a positive number up to 1000000, got {raw!r}")
+        out[name] = value
+    return out
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 STORAGE_FORMS = "file:///absolute/path, a relative path like ./kie-output, or s3://bucket/prefix"
@@ -157,6 +189,31 @@ class Settings:
     pump_interval: float = 0.05
     download_max_bytes: int = 50 * 1024 * 1024
     webhook_max_body: int = 64 * 1024
+    # Tenants and accounts.
+    # (name, value) pairs, so that Settings stays hashable
+    tenant_weights: tuple[tuple[str, float], ...] = ()
+    tenant_max_in_flight: tuple[tuple[str, int], ...] = ()
+    tenant_api_keys: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
+    min_credits: float | None = None
+
+    def tenant_weight(self, tenant: str) -> float:
+        """``KIE_TENANT_WEIGHTS``'s weight of ``tenant`` (unlisted tenants weigh 1)."""
+        return float(dict(self.tenant_weights).get(tenant, 1.0))
+
+    def tenant_cap(self, tenant: str) -> int | None:
+        """``KIE_TENANT_MAX_IN_FLIGHT``'s cap of ``tenant`` (its own, else ``*``), or None for no cap."""
+        caps = dict(self.tenant_max_in_flight)
+        cap = caps.get(tenant, caps.get("*"))
+        return None if cap is None else int(cap)
+
+    def api_key_for(self, tenant: str) -> str | None:
+        """The key a tenant's jobs are sent with: ``KIE_API_KEY_<TENANT>``, else ``KIE_API_KEY``."""
+        return dict(self.tenant_api_keys).get(tenant_env_suffix(tenant), self.api_key)
+
+    def api_keys(self) -> list[str]:
+        """Every configured key, ``KIE_API_KEY`` first (each one an account), without repeats."""
+        keys = [self.api_key] if self.api_key else []
+        return keys + sorted({k for _, k in self.tenant_api_keys if k not in keys})
     # Fault tolerance: how long finished jobs are kept, Redis Sentinel, replica acknowledgements.
     job_retention: float = 7 * 86400.0
     sentinel_master: str | None = None
@@ -177,7 +234,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every configured secret value, for redaction (including passwords inside service URLs)."""
         vals = [self.api_key, self.webhook_hmac_key, self.dashboard_token, *self.webhook_secrets,
-                *self.aws_secrets]
+                *self.aws_secrets, *(k for _, k in self.tenant_api_keys)]
         for u in (self.redis_url, self.broker_url, self.result_backend):
             password = urllib.parse.urlsplit(u).password if u else None
             if password:
@@ -294,6 +351,15 @@ class Settings:
         if otel and importlib.util.find_spec("opentelemetry.sdk") is None:
             raise ConfigError("KIE_OTEL", "tracing needs the otel extra: pip install 'kie-queue[otel]'")
         allow = tuple(h.strip() for h in (get("KIE_DOWNLOAD_ALLOW_HOSTS") or "").split(",") if h.strip())
+        tenant_keys = {}
+        for name in env:
+            if name.startswith("KIE_API_KEY_") and get(name):
+                suffix = name[len("KIE_API_KEY_"):]
+                if not re.match(r"^[A-Z0-9_]{1,64}$", suffix):
+                    raise ConfigError(name, "the part after KIE_API_KEY_ must be the tenant name upper-cased, "
+                                            "with -, . and : written as _ (letters, digits, _)")
+                tenant_keys[suffix] = get(name)
+        min_credits = get("KIE_MIN_CREDITS")
         storage, storage_dir = _storage_location(get("KIE_STORAGE_URL"), get("KIE_STORAGE_DIR"))
         presign = number("KIE_STORAGE_PRESIGN_SECONDS", 0, int, 0) or None
         if presign is not None:
@@ -337,6 +403,12 @@ class Settings:
             pump_interval=number("KIE_PUMP_INTERVAL", 0.05, float, 0.01),
             download_max_bytes=int(number("KIE_DOWNLOAD_MAX_BYTES", 50 * 1024 * 1024, int, 1)),
             webhook_max_body=int(number("KIE_WEBHOOK_MAX_BODY", 64 * 1024, int, 1024)),
+            tenant_weights=tuple(parse_tenant_map(get("KIE_TENANT_WEIGHTS"), "KIE_TENANT_WEIGHTS",
+                                                  integer=False, allow_star=False).items()),
+            tenant_max_in_flight=tuple(parse_tenant_map(get("KIE_TENANT_MAX_IN_FLIGHT"), "KIE_TENANT_MAX_IN_FLIGHT",
+                                                        integer=True, allow_star=True).items()),
+            tenant_api_keys=tuple(sorted(tenant_keys.items())),
+            min_credits=None if min_credits is None else number("KIE_MIN_CREDITS", 0.0, float, 0),
             log_format=log_format.lower() if log_format else None,
             otel=otel,
             metrics_port=port("KIE_METRICS_PORT"),

@@ -2,7 +2,8 @@
 
 Public (other services ``send_task`` these by name):
 
-* ``kie.generate(input, model="google/nano-banana", job_id=None, timeout=None, retry_failed=False)``
+* ``kie.generate(input, model="google/nano-banana", job_id=None, timeout=None, retry_failed=False,
+  tenant=None, priority=0)``
 * ``kie.download(result)``
 
 Internal (sent by the project itself): ``kie.submit`` (a due createTask attempt), ``kie.check``
@@ -21,7 +22,7 @@ from . import failpoints, task_names, tracing
 from .celery_app import app
 from .errors import InvalidInput
 from .jobs import checking, completion, parking, submission
-from .jobs.arguments import DEFAULT_MODEL, check_arguments, valid_job_id
+from .jobs.arguments import DEFAULT_MODEL, check_arguments, tenant_or_default, valid_job_id
 from .jobs.sweeping import sweep as run_sweep
 from .jobs.timing import CLAIM_LEASE_MS
 from .results.downloading import download_job_result
@@ -33,16 +34,20 @@ log = logging.getLogger("kie_queue.tasks")
 
 @app.task(name=task_names.GENERATE, bind=True)
 def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = None,
-             timeout: float | None = None, allow_unknown_model: bool = False, retry_failed: bool = False):
+             timeout: float | None = None, allow_unknown_model: bool = False, retry_failed: bool = False,
+             tenant: str | None = None, priority: int = 0):
     """Submit one generation; the chain continues with the result dict when kie.ai has finished it.
 
     A ``job_id`` used before returns that job's outcome (a success always as is); with
     ``retry_failed=True`` a failed, timed-out or cancelled job is run again (a new upstream task).
-    The same ``job_id`` with a different model or input is ``InvalidInput`` (field ``job_id``)."""
+    The same ``job_id`` with a different model or input is ``InvalidInput`` (field ``job_id``).
+    ``tenant`` (default ``default``) names the service the job is for: tenants share each account's
+    budget by weight; ``priority`` (0-9, higher first) orders one tenant's waiting jobs."""
     rt = runtime()
     store = rt.store
     try:
-        cleaned = check_arguments(input, model, job_id, timeout, allow_unknown_model, retry_failed=retry_failed)
+        cleaned = check_arguments(input, model, job_id, timeout, allow_unknown_model, retry_failed=retry_failed,
+                                  tenant=tenant, priority=priority)
     except InvalidInput as exc:
         if valid_job_id(job_id):
             store.reject(job_id, model=str(model), error=exc.message)
@@ -57,7 +62,8 @@ def generate(self, input=None, model: str = DEFAULT_MODEL, job_id: str | None = 
     parking.mark_submitted(self, job_id)
     state, created, _ = store.accept(
         job_id, model=model, input=cleaned, timeout=float(timeout or rt.settings.job_timeout),
-        waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS, retry_failed=retry_failed)
+        waiter_id=self.request.id, waiter=parked, first_claim_ms=CLAIM_LEASE_MS, retry_failed=retry_failed,
+        tenant=tenant_or_default(tenant), priority=priority)
     failpoints.hit("submit.after_accept")
     if state == "conflict":
         store.incr("job_id_conflicts")
@@ -106,4 +112,8 @@ def sweep():
 @app.task(name=task_names.DOWNLOAD, bind=True, max_retries=3)
 def download(self, result: dict):
     """Copy every result URL into storage; returns the result with ``files`` added."""
+    if parking.completed_before(self):
+        log.info("kie.download %s ran already and sent its next step: this redelivery does nothing",
+                 self.request.id)
+        raise parking.stop()
     return download_job_result(self, runtime(), result)

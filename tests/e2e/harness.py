@@ -26,7 +26,7 @@ TEST_DB = int(os.environ.get("KIE_TEST_REDIS_DB", "3"))
 REDIS_URL = f"redis://127.0.0.1:6379/{TEST_DB}"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
-from secretscan import API_KEY, HMAC_KEY, SECRETS, WEBHOOK_SECRET  # noqa: F401 (used by the tests)
+from secretscan import API_KEY, HMAC_KEY, SECOND_API_KEY, SECRETS, WEBHOOK_SECRET  # noqa: F401 (used by the tests)
 
 
 class Deployment:

@@ -202,3 +202,6 @@ def test_on_a_terminal_status_and_jobs_are_tables(dep, finished):
     assert code == 0 and "job_id" in out and "created_at" in out and "[" not in out.replace("\x1b[", "")
     code, out = kie_tty("limiter", "--json", env=dep.stack.env)
     assert code == 0 and json.loads(out)["limit"] == 20                # --json on a terminal: plain JSON
+    code, out = kie_tty("limiter", env=dep.stack.env)
+    assert code == 0 and "creates in window" in out and "per 10 s" in out and "{" not in out
+    assert "tenants" in out and "default" in out                      # the finished jobs' tenant

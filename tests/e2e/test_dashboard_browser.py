@@ -206,3 +206,14 @@ def test_a_public_bind_needs_a_token_and_shows_only_the_login_without_it(dep, pa
     cookie = next(c for c in page.context.cookies() if c["name"] == "kie_dashboard")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     _no_secrets(page.content())
+
+
+def test_jobs_of_a_named_tenant_show_their_tenant(dep, dashboard, page):
+    job_id = unique("tenanted").replace(" ", "-")
+    dep.producer.signature("kie.generate", kwargs={"input": {"prompt": "a tenant's picture"}, "job_id": job_id,
+                                                   "tenant": "acme", "priority": 7},
+                           queue=dep.queue).apply_async().get(timeout=60)
+    page.goto(f"{dashboard}/?q={job_id}")
+    row = page.wait_for_selector(f'tr[data-job-id="{job_id}"]')
+    assert page.locator("table.jobs th", has_text="Tenant").count() == 1
+    assert row.query_selector("td.tenant").inner_text() == "acme p7"

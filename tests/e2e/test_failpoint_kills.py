@@ -11,7 +11,7 @@ the broker taking the next step and the waiter's mark, the chain is continued tw
 
 import pytest
 
-from harness import unique
+from harness import AMQP_URL, unique
 from worker import failpoints
 from worker.store.metrics import Metrics
 from worker.cli.stack import wait_for
@@ -35,10 +35,11 @@ EXPECTED = {
 
 
 IN_THE_WEBHOOK = "complete.after_callback_recorded"
+IN_THE_DOWNLOAD = "download.after_continue"
 
 
 def test_every_failpoint_has_a_test():
-    assert set(EXPECTED) | {IN_THE_WEBHOOK} == set(failpoints.POINTS)
+    assert set(EXPECTED) | {IN_THE_WEBHOOK, IN_THE_DOWNLOAD} == set(failpoints.POINTS)
 
 
 @pytest.fixture()
@@ -119,3 +120,32 @@ def test_webhook_killed_after_recording_a_callback_the_poll_finishes_the_job(dep
         wait_for(lambda: d.redis.llen(d.user_queue) == 0, 30, "user queue drained")
         assert len(d.recorded(tag)) == 1 and d.creates_for(prompt) == 1
         assert "exited with code 137" in d.stack.log_of("web")     # the failpoint was reached
+
+
+@pytest.fixture()
+def rabbit_dep(deploy):
+    """As ``dep``, on RabbitMQ: a dead worker's unacknowledged message comes back as soon as its connection
+    drops (the Redis broker would hold it for the visibility timeout)."""
+    with deploy("failpoints-amqp", start={"workers": 0}, callbacks=True, hmac=True, extra_env=SHORT,
+                broker_url=AMQP_URL) as d:
+        yield d
+
+
+def test_a_download_redelivered_after_it_sent_its_next_step_does_not_send_it_again(rabbit_dep):
+    """The worker dies after kie.download's next step went out and its result was stored, before the message
+    was acknowledged; the broker redelivers it to another worker.  The redelivery sees the stored SUCCESS
+    and sends nothing: the user's task runs once (without the check it ran twice)."""
+    dep = rabbit_dep
+    w1 = dep.stack.start_worker("w1", concurrency=1, pool="solo", env={"KIE_FAILPOINTS": f"{IN_THE_DOWNLOAD}:exit"})
+    job_id, tag = unique("fp-dl").replace(" ", "-"), unique("fp-dl-tag")
+    res = (dep.generate(unique("failpoint download"), job_id=job_id) | dep.download() | dep.user_task(tag)) \
+        .apply_async()
+    wait_for(lambda: w1.poll() is not None, 60, "worker killed after the download's next step")
+    assert w1.returncode == 137
+    got = dep.wait_recorded(tag, 1, timeout=90)
+    assert got[0]["job_id"] == job_id and got[0]["files"]
+    assert res.get(timeout=30)["tag"] == tag
+    dep.stack.start_worker("w2", concurrency=1)
+    wait_for(lambda: "this redelivery does nothing" in dep.stack.log_of("w2"), 60, "the redelivered download")
+    wait_for(lambda: dep.redis.llen(dep.user_queue) == 0, 30, "user queue drained")
+    assert len(dep.recorded(tag)) == 1

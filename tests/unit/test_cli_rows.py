@@ -78,3 +78,15 @@ def test_many_bad_rows_are_capped_in_the_report(tmp_path):
         _read(tmp_path, "x.jsonl", text)
     lines = info.value.lines()
     assert len(lines) == 22 and "and 10 more bad rows" in lines[-2]
+
+
+def test_a_job_spec_carries_tenant_and_priority_and_checks_them():
+    from worker.cli.enqueue import JobSpec
+    from worker.errors import InvalidInput
+    spec = JobSpec({"prompt": "a fox"}, tenant="search", priority=9)
+    spec.check()
+    assert spec.task_kwargs()["tenant"] == "search" and spec.task_kwargs()["priority"] == 9
+    assert "tenant" not in JobSpec({"prompt": "a fox"}).task_kwargs()
+    with pytest.raises(InvalidInput) as info:
+        JobSpec({"prompt": "a fox"}, tenant="no spaces", priority=10).check()
+    assert set(info.value.errors) == {"tenant", "priority"}

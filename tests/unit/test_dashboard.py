@@ -93,3 +93,8 @@ def test_result_files_resolve_only_inside_storage_and_only_as_images(rt, tmp_pat
     assert (b"".join(chunks), content_type) == (b"\x89PNG fake", "image/png")
     assert [data.result_file(rt, "job-1", n) for n in (1, 2, 3, 4, 5, -1)] == [None] * 6
     assert data.result_file(rt, "no-such-job", 0) is None
+
+
+def test_the_tenant_column_appears_only_when_a_job_names_a_tenant():
+    assert not data.has_tenants([{"tenant": "default"}, {"tenant": None}, {}])
+    assert data.has_tenants([{"tenant": "default"}, {"tenant": "acme"}])

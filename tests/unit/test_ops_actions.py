@@ -44,10 +44,10 @@ def forget_results(rt):
             rt.redis.delete(b"celery-task-meta-" + waiter_id)
 
 
-def accept(rt, job_id, prompt, *, waiter=None):
+def accept(rt, job_id, prompt, *, waiter=None, tenant="default"):
     waiter = waiter or parked_waiter()
     rt.store.accept(job_id, model="google/nano-banana", input={"prompt": prompt}, timeout=60,
-                    waiter_id=waiter["id"], waiter=waiter, first_claim_ms=2000)
+                    waiter_id=waiter["id"], waiter=waiter, first_claim_ms=2000, tenant=tenant)
     return waiter
 
 
@@ -108,18 +108,27 @@ def test_list_jobs_is_newest_first_with_state_since_and_limit(env):
 def test_limiter_status_shows_the_window_the_cap_and_pauses(env):
     rt, app = env
     quiet = queries.limiter_status(rt)
-    assert quiet == {"window_seconds": 10.0, "limit": 5, "creates_in_window": 0, "reserved": 0, "waiting": 0,
-                     "in_flight": 0, "cap": 7, "cooldown": None, "pause": None}
+    figures = {"window_seconds": 10.0, "limit": 5, "creates_in_window": 0, "reserved": 0, "waiting": 0,
+               "in_flight": 0, "cap": 7, "cooldown": None, "pause": None}
+    assert {k: quiet[k] for k in figures} == figures
+    assert [a["account"] for a in quiet["accounts"]] == [rt.limiter.account] and quiet["tenants"] == []
     for i in range(3):
-        assert rt.limiter.acquire(f"lim-{i}", f"lim-{i}:a")[0]
+        accept(rt, f"lim-{i}", f"a kite {i}", tenant="acme")
+        _, _, token = rt.store.claim_submit(f"lim-{i}", lease_ms=2000, unknown_grace_ms=1000)
+        assert rt.limiter.acquire(f"lim-{i}", token, tenant="acme")[0]
     accept(rt, "lim-w", "a kite")
     rt.limiter.cool_down(2.0)
     rt.limiter.pause(30.0)
     busy = queries.limiter_status(rt)
-    assert (busy["creates_in_window"], busy["in_flight"], busy["waiting"]) == (3, 3, 1)
+    assert (busy["creates_in_window"], busy["in_flight"], busy["waiting"]) == (3, 3, 4)   # 3 claimed, 1 due
     assert busy["cooldown"]["reason"] == "429 from kie.ai" and 0 < busy["cooldown"]["seconds_left"] <= 2.0
     assert busy["pause"]["reason"] == "402 insufficient credits" and 25 < busy["pause"]["seconds_left"] <= 30.0
-    assert actions.resume(rt) == {"resumed": True, "woken": 1}
+    view = queries.find_job(rt, "lim-0")
+    assert (view.tenant, view.priority) == ("acme", 0) and view.to_json()["tenant"] == "acme"
+    assert queries.find_job(rt, "lim-w").tenant == "default"
+    [acme] = busy["tenants"]
+    assert (acme["tenant"], acme["in_flight"], acme["creates_in_window"], acme["waiting"]) == ("acme", 3, 3, 0)
+    assert actions.resume(rt) == {"resumed": True, "woken": 4}
     assert queries.limiter_status(rt)["pause"] is None
 
 

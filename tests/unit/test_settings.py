@@ -377,6 +377,42 @@ def test_settings_is_frozen():
     assert not math.isnan(s.job_timeout)
 
 
+# -- tenants and accounts -------------------------------------------------------------------------
+
+
+def test_tenant_weights_caps_and_keys():
+    key_acme = "sk-acme-tenant-" + "77aa66bb"
+    s = from_env(KIE_API_KEY=API_KEY, KIE_TENANT_WEIGHTS="acme=3, beta=1.5", KIE_TENANT_MAX_IN_FLIGHT="acme=40,*=10",
+                 KIE_API_KEY_ACME_EU=key_acme, KIE_MIN_CREDITS="50")
+    assert s.tenant_weight("acme") == 3 and s.tenant_weight("beta") == 1.5 and s.tenant_weight("other") == 1
+    assert s.tenant_cap("acme") == 40 and s.tenant_cap("other") == 10
+    assert s.api_key_for("acme-eu") == key_acme and s.api_key_for("acme.eu") == key_acme
+    assert s.api_key_for("acme") == API_KEY
+    assert s.api_keys() == [API_KEY, key_acme]
+    assert key_acme in s.secrets() and key_acme not in repr(s)
+    assert s.min_credits == 50
+    plain = from_env()
+    assert plain.tenant_cap("x") is None and plain.tenant_weight("x") == 1 and plain.min_credits is None
+    hash(s)
+
+
+@pytest.mark.parametrize("env, variable, words", [
+    ({"KIE_TENANT_WEIGHTS": "acme"}, "KIE_TENANT_WEIGHTS", "TENANT=NUMBER"),
+    ({"KIE_TENANT_WEIGHTS": "acme=0"}, "KIE_TENANT_WEIGHTS", "positive"),
+    ({"KIE_TENANT_WEIGHTS": "acme=x"}, "KIE_TENANT_WEIGHTS", "expected a number"),
+    ({"KIE_TENANT_WEIGHTS": "*=2"}, "KIE_TENANT_WEIGHTS", "tenant must be"),
+    ({"KIE_TENANT_WEIGHTS": "a=1,a=2"}, "KIE_TENANT_WEIGHTS", "twice"),
+    ({"KIE_TENANT_MAX_IN_FLIGHT": "acme=2.5"}, "KIE_TENANT_MAX_IN_FLIGHT", "whole number"),
+    ({"KIE_TENANT_MAX_IN_FLIGHT": "bad name=3"}, "KIE_TENANT_MAX_IN_FLIGHT", "tenant must be"),
+    ({"KIE_API_KEY_acme": "sk-x-1234567890"}, "KIE_API_KEY_acme", "upper-cased"),
+    ({"KIE_MIN_CREDITS": "-1"}, "KIE_MIN_CREDITS", "at least"),
+])
+def test_tenant_variables_are_checked(env, variable, words):
+    err = config_error(**env)
+    assert err.variable == variable and words in str(err)
+    assert "sk-x-1234567890" not in str(err)
+
+
 def test_log_format():
     assert from_env().log_format is None                         # JSON unless stderr is a terminal
     assert from_env(KIE_LOG_FORMAT="json").log_format == "json"

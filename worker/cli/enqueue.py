@@ -22,10 +22,13 @@ class JobSpec:
     timeout: float | None = None
     allow_unknown_model: bool = False
     line: int | None = None          # where the job came from in a ``--file``
+    tenant: str | None = None        # the service the job is for (None: ``default``)
+    priority: int = 0                # 0-9, higher first within the tenant
 
     def check(self) -> None:
         """Raise ``InvalidInput`` (naming the field) for anything ``kie.generate`` would refuse."""
-        check_arguments(self.input, self.model, self.job_id, self.timeout, self.allow_unknown_model)
+        check_arguments(self.input, self.model, self.job_id, self.timeout, self.allow_unknown_model,
+                        tenant=self.tenant, priority=self.priority)
 
     def task_kwargs(self) -> dict:
         kwargs = {"input": self.input, "model": self.model}
@@ -35,6 +38,10 @@ class JobSpec:
             kwargs["timeout"] = self.timeout
         if self.allow_unknown_model:
             kwargs["allow_unknown_model"] = True
+        if self.tenant is not None:
+            kwargs["tenant"] = self.tenant
+        if self.priority:
+            kwargs["priority"] = self.priority
         return kwargs
 
     def task_options(self) -> dict:

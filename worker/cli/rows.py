@@ -27,7 +27,7 @@ from .failures import BadRows, input_message
 
 
 def read_specs(path: Path, *, model: str, timeout: float | None, allow_unknown_model: bool,
-               defaults: dict) -> list[JobSpec]:
+               defaults: dict, tenant: str | None = None, priority: int = 0) -> list[JobSpec]:
     """Every row of ``path`` as a checked spec (``defaults`` fill input fields a row leaves out)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -38,7 +38,7 @@ def read_specs(path: Path, *, model: str, timeout: float | None, allow_unknown_m
     for line, row in rows:
         inp = {**defaults, **row}
         job_id = inp.pop("job_id", None)
-        spec = JobSpec(inp, model, job_id, timeout, allow_unknown_model, line=line)
+        spec = JobSpec(inp, model, job_id, timeout, allow_unknown_model, line=line, tenant=tenant, priority=priority)
         try:
             spec.check()
         except InvalidInput as exc:

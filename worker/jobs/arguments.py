@@ -16,6 +16,9 @@ DEFAULT_MODEL = "google/nano-banana"
 MAX_TIMEOUT_S = 7 * 86400
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TENANT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+DEFAULT_TENANT = "default"
+MAX_PRIORITY = 9
 
 
 def valid_job_id(job_id) -> bool:
@@ -23,12 +26,30 @@ def valid_job_id(job_id) -> bool:
     return isinstance(job_id, str) and bool(_JOB_ID.match(job_id))
 
 
+def valid_tenant(tenant) -> bool:
+    """Whether ``tenant`` is 1-64 letters, digits or ``._:-``."""
+    return isinstance(tenant, str) and bool(_TENANT.match(tenant))
+
+
+def tenant_or_default(tenant) -> str:
+    """The tenant a job belongs to: ``tenant``, or ``default`` when None (call after the check)."""
+    return DEFAULT_TENANT if tenant is None else tenant
+
+
 def check_arguments(input, model, job_id, timeout, allow_unknown_model: bool = False, *,
-                    retry_failed: bool = False) -> dict:
-    """Return the cleaned ``input``; raise ``InvalidInput`` naming every bad argument."""
+                    retry_failed: bool = False, tenant=None, priority=0) -> dict:
+    """Return the cleaned ``input``; raise ``InvalidInput`` naming every bad argument.
+
+    ``tenant`` (None = ``default``) is 1-64 letters, digits or ``._:-``; ``priority`` an integer 0-9
+    (higher goes first within the tenant).
+    """
     errors = {}
     if not isinstance(retry_failed, bool):
         errors["retry_failed"] = [f"must be true or false, got {retry_failed!r}"]
+    if tenant is not None and not valid_tenant(tenant):
+        errors["tenant"] = [f"must be 1-64 letters, digits or ._:-, got {tenant!r}"]
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+        errors["priority"] = [f"must be an integer from 0 to {MAX_PRIORITY} (higher first), got {priority!r}"]
     if not isinstance(model, str) or not model:
         errors["model"] = [f"must be a non-empty string, got {model!r}"]
     if job_id is not None and not valid_job_id(job_id):

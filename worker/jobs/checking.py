@@ -45,7 +45,7 @@ def check(rt, app, job_id: str) -> str:
     now = time.time()
     deadline = int(job["deadline"]) / 1000.0
     try:
-        outcome = rt.client.record_info(job["task_id"])
+        outcome = rt.account_of(job).client.record_info(job["task_id"])
     except KieQueueError as exc:
         if now >= deadline:
             completion.time_out(rt, app, job_id)
@@ -89,7 +89,7 @@ def from_callback(rt, app, job_id: str) -> str:
     adopting = relation == ADOPTABLE
     if s.verify_callbacks:
         try:
-            outcome = rt.client.record_info(reported.task_id)
+            outcome = rt.account_of(job).client.record_info(reported.task_id)
         except NotFound:
             store.incr("check_unknown_task")
             log.warning("job %s: callback names task %s, which kie.ai does not know; ignored", job_id,

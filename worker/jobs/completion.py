@@ -21,7 +21,7 @@ from .. import failpoints
 from ..errors import GenerationCancelled, GenerationFailed, GenerationTimeout
 from ..store.states import FINISHED, JobState
 from .. import tracing
-from . import parking
+from . import credit_guard, parking
 
 log = logging.getLogger("kie_queue.completion")
 
@@ -53,10 +53,12 @@ def succeed(rt, app, job_id: str, outcome) -> bool:
     if job is None:
         return False
     failpoints.hit("complete.before_finish")
-    won = rt.store.finish(job_id, JobState.SUCCEEDED, result_dict(job, outcome))
+    won = rt.store.finish(job_id, JobState.SUCCEEDED, result_dict(job, outcome), credits=outcome.credits)
     if won:
         rt.store.metrics.credits(outcome.credits, outcome.remained_credits)
-    _after_finish(rt, app, job_id, won, JobState.SUCCEEDED)
+    _after_finish(rt, app, job_id, won, JobState.SUCCEEDED, job)
+    if won:
+        credit_guard.observe(rt, rt.account_of(job), outcome.remained_credits)
     return won
 
 
@@ -81,9 +83,9 @@ def time_out(rt, app, job_id: str) -> bool:
     return won
 
 
-def _after_finish(rt, app, job_id: str, won: bool, state: str) -> None:
+def _after_finish(rt, app, job_id: str, won: bool, state: str, job: dict | None = None) -> None:
     failpoints.hit("complete.after_finish")
-    rt.limiter.release(job_id)
+    rt.account_of(job or rt.store.get(job_id)).limiter.release(job_id)
     if won:
         rt.store.incr(f"jobs_{state}")
         rt.store.metrics.since("kie_submission_to_outcome_seconds", (rt.store.get(job_id) or {}).get("submitted_at"),

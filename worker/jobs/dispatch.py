@@ -3,9 +3,11 @@
 The job store keeps three due queues (sorted sets by due time).  :func:`hand_out` takes the members
 due now under a lease each (so two dispatchers never send the same job twice in a row, and a job
 whose message was lost with a dead worker is handed out again when the lease ends) and sends one
-task message per job by name, with no countdown.  Every worker's due-queue pump
-(``worker.bootsteps``) calls :func:`pump_submissions` every ``KIE_PUMP_INTERVAL``; beat's sweep
-(``worker.jobs.sweeping``) calls both once a second.
+task message per job by name, with no countdown.  Jobs waiting for a create wait in their tenant's
+ready queue in the limiter; :func:`grant_all` asks each account's limiter which of them may go now
+and makes those due.  Every worker's due-queue pump (``worker.bootsteps``) calls
+:func:`pump_submissions` every ``KIE_PUMP_INTERVAL``; beat's sweep (``worker.jobs.sweeping``) calls
+both once a second.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ def hand_out(rt, app, which: str) -> int:
     return len(due)
 
 
+def grant_all(rt) -> int:
+    """Ask every account's limiter for the creates that may go out now (each granted job becomes due
+    now in the submit queue); how many were granted."""
+    return sum(len(account.limiter.grant()[0]) for account in rt.accounts.values())
+
+
 def pump_submissions(rt, app) -> int:
-    """Send ``kie.submit`` for every submission due now."""
+    """Grant what may go now, then send ``kie.submit`` for every submission due now."""
+    grant_all(rt)
     return hand_out(rt, app, "submit")

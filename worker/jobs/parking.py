@@ -162,3 +162,13 @@ def chain_task_ids(parked: dict) -> list[str]:
     """The task ids of the parked chain's remaining steps, in the order they run (the last one's
     ``AsyncResult`` is the end of the chain)."""
     return [s.get("options", {}).get("task_id") for s in reversed(parked.get("chain") or [])]
+
+
+def completed_before(task) -> bool:
+    """Whether ``task``'s id already succeeded: this message is a redelivery (a worker died after the task
+    ran but before it acknowledged the message).  Celery's tracer sends a task's chain and callbacks
+    *before* it stores SUCCESS, so a stored SUCCESS means the next steps were sent already: running the
+    body again would continue the chain twice.  (``worker_deduplicate_successful_tasks`` stays off: it
+    would also skip a redelivered ``kie.generate``, whose SUCCESS the resumption stores, and then send its
+    chain a second time.)"""
+    return task.AsyncResult(task.request.id).state == "SUCCESS"

@@ -46,7 +46,7 @@ def maybe_regenerate(rt, app, job_id: str, outcome) -> bool:
               f"re-generation {done + 1} of {limit}")
     new_generation, _ = rt.store.regenerate(job_id, task_id=outcome.task_id, outcome=failure, detail=detail)
     if new_generation:
-        rt.limiter.release(job_id)
+        rt.account_of(job).limiter.release(job_id)
         rt.store.incr("regenerations")
         log.info("job %s: %s", job_id, detail)
         submission.attempt(rt, app, job_id)

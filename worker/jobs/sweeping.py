@@ -7,7 +7,8 @@ before they were marked done (``due:resume``: its finisher died) gets a ``kie.ch
 them again (``worker.jobs.completion``).
 Submissions are normally handed out sooner by every worker's due-queue pump.  Every 30 s it also
 returns the in-flight slots of jobs that are finished or gone, drops the jobs index entries of jobs
-whose retention has passed, and lifts a 402 pause once credits are back.
+whose retention has passed, and checks each account's credits (while it is paused, or always with
+``KIE_MIN_CREDITS``): an account below the minimum pauses, one whose credits are back resumes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import logging
 
 from ..store.states import HOLDS_NO_SLOT
-from .dispatch import hand_out
+from . import credit_guard
+from .dispatch import grant_all, hand_out
 
 log = logging.getLogger("kie_queue.sweep")
 
@@ -24,6 +26,7 @@ RECLAIM_EVERY_S = 30.0
 
 def sweep(rt, app) -> dict:
     """One sweep; returns what it did (counts), for logs and tests."""
+    grant_all(rt)
     submits = hand_out(rt, app, "submit")
     checks = hand_out(rt, app, "check")
     resumes = hand_out(rt, app, "resume")
@@ -31,7 +34,8 @@ def sweep(rt, app) -> dict:
     if rt.redis.set(rt.store.keys.sweep_reclaim, "1", nx=True, ex=int(RECLAIM_EVERY_S)):
         reclaimed = reclaim_slots(rt)
         rt.store.trim_index()
-        _maybe_lift_credit_pause(rt)
+        for account in rt.accounts.values():
+            credit_check(rt, account)
     if submits or checks:
         log.info("sweep handed out %d submissions and %d status checks", submits, checks)
     if resumes:
@@ -40,28 +44,35 @@ def sweep(rt, app) -> dict:
 
 
 def reclaim_slots(rt) -> int:
-    """Free the in-flight slots of jobs that cannot hold one (finished, waiting, or gone)."""
+    """Free the in-flight slots of jobs that cannot hold one (finished, or gone; a waiting job holds
+    one only from its grant until its create)."""
     freed = 0
-    for job_id in rt.limiter.in_flight_jobs():
-        job = rt.store.get(job_id)
-        if job is None or job["state"] in HOLDS_NO_SLOT:
-            rt.limiter.release(job_id)
-            freed += 1
+    for account in rt.accounts.values():
+        for job_id in account.limiter.in_flight_jobs():
+            job = rt.store.get(job_id)
+            if job is None or (job["state"] in HOLDS_NO_SLOT and not job.get("grant")):
+                account.limiter.release(job_id)
+                freed += 1
     if freed:
         rt.store.incr("slots_reclaimed", freed)
         log.info("reclaimed %d in-flight slots", freed)
     return freed
 
 
-def _maybe_lift_credit_pause(rt) -> None:
-    if rt.limiter.paused_for() <= 0:
-        return
+def credit_check(rt, account) -> float | None:
+    """Check the account's balance (``GET /api/v1/chat/credit``) when it matters: while its
+    submissions are paused, or always with ``KIE_MIN_CREDITS`` set.  Pauses the account below the
+    minimum, resumes it (and wakes its waiting jobs) once the balance is back.  Returns the balance,
+    or None when it was not checked or the check failed."""
+    minimum = rt.settings.min_credits
+    if account.limiter.paused_for() <= 0 and minimum is None:
+        return None
     try:
-        credits = rt.client.credits()
-    except Exception as exc:  # noqa: BLE001 - a failed check just keeps the pause
-        log.info("credit check failed (%s); submissions stay paused", exc)
-        return
-    if credits > 0:
-        rt.limiter.resume()
-        rt.store.wake_submits()
-        log.info("credits are back (%.2f): submissions resume", credits)
+        credits = float(account.client.credits())
+    except Exception as exc:  # noqa: BLE001 - a failed check just keeps things as they are
+        log.info("credit check of account %s failed (%s)", account.id, exc)
+        return None
+    credit_guard.observe(rt, account, credits)
+    return credits
+
+

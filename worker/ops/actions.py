@@ -83,7 +83,7 @@ def cancel(rt, producer, refs) -> list[dict]:
         if not done:
             out.append({"job_id": job_id, "outcome": "not_found" if state == "missing" else f"not_cancellable: {state}"})
             continue
-        rt.limiter.release(job_id)
+        rt.account_of(rt.store.get(job_id)).limiter.release(job_id)
         rt.store.incr("jobs_cancelled")
         # the chains are failed inside a worker (errbacks and chord joins run where the job completes)
         producer.send_task(task_names.CHECK, args=[job_id], queue=rt.settings.queue)
@@ -93,7 +93,9 @@ def cancel(rt, producer, refs) -> list[dict]:
 
 
 def resume(rt) -> dict:
-    """Lift a 402 (insufficient credits) pause on submissions and wake every waiting job:
-    ``{"resumed": True, "woken": n}``."""
-    rt.limiter.resume()
+    """Lift a 402 (insufficient credits) or low-credit pause on every account's submissions and wake
+    every job waiting in the submit queue: ``{"resumed": True, "woken": n}`` (jobs in the tenants'
+    ready queues need no waking: the next grant serves them)."""
+    for account in rt.accounts.values():
+        account.limiter.resume()
     return {"resumed": True, "woken": rt.store.wake_submits()}

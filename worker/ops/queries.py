@@ -68,47 +68,48 @@ def _view_in_state(rt, job_id: str, state: str | None, with_timeline: bool) -> J
 
 
 def limiter_status(rt) -> dict:
-    """The shared limiter as every worker sees it now::
+    """The limiter as every worker sees it now: the default account's figures at the top level, and
+    every account's (``KIE_API_KEY``'s first) with its tenants under ``accounts``::
 
         {"window_seconds": 10.0, "limit": 20, "creates_in_window": 7, "reserved": 3,
          "waiting": 12, "in_flight": 40, "cap": 100,
-         "cooldown": {"reason": "429", "seconds_left": 0.8} | None,
-         "pause": {"reason": "402 insufficient credits", "seconds_left": 291.0} | None}
+         "cooldown": {"reason": "429 from kie.ai", "seconds_left": 0.8} | None,
+         "pause": {"reason": "402 insufficient credits" | "low_credits: 3 < 50", "seconds_left": 291.0} | None,
+         "tenants": [...],            # the default account's tenants (below)
+         "accounts": [{"account": "<hash of the key>", ...the same figures..., "tenants": [
+             {"tenant": "acme", "weight": 3.0, "cap": 40 | None, "waiting": 9, "in_flight": 12,
+              "creates_in_window": 5, "granted_total": 812, "state": "ready" | "at_cap" | "idle"}, ...]}]}
 
-    ``creates_in_window``: creates sent in the last window; ``reserved``: jobs holding a future create
-    slot; ``waiting``: jobs not yet submitted (in the submit queue, being submitted included);
-    ``in_flight``: jobs holding an in-flight slot.
+    ``creates_in_window``: creates granted or sent in the last window; ``reserved``: jobs granted a
+    create that has not gone out yet; ``waiting``: jobs not yet submitted (in their tenants' ready
+    queues, or in the submit queue: retries, grants, claims); ``in_flight``: jobs holding an
+    in-flight slot (from their grant on).
     """
-    lim, store, r = rt.limiter, rt.store, rt.redis
-    now = store.server_ms()
-    pipe = r.pipeline(transaction=False)
-    pipe.zcount(lim.log_key, f"({now - lim.window_ms}", now)
-    pipe.hlen(lim.reservations_key)
-    pipe.zcard(store.keys.due_submit)
-    pipe.zcount(lim.inflight_key, f"({now}", "+inf")
-    pipe.pttl(lim.cooldown_key)
-    pipe.pttl(lim.paused_key)
-    pipe.get(lim.paused_key)
-    in_window, reserved, waiting, in_flight, cool_ms, pause_ms, pause_value = pipe.execute()
-    return {
-        "window_seconds": lim.window_ms / 1000.0,
-        "limit": lim.limit,
-        "creates_in_window": int(in_window),
-        "reserved": int(reserved),
-        "waiting": int(waiting),
-        "in_flight": int(in_flight),
-        "cap": lim.max_in_flight,
-        "cooldown": ({"reason": "429 from kie.ai", "seconds_left": cool_ms / 1000.0} if cool_ms > 0 else None),
-        "pause": ({"reason": _pause_reason(pause_value), "seconds_left": pause_ms / 1000.0} if pause_ms > 0 else None),
-    }
+    store, r = rt.store, rt.redis
+    due = int(r.zcard(store.keys.due_submit))
+    accounts = []
+    for account in rt.accounts.values():
+        st = account.limiter.status()
+        pipe = r.pipeline(transaction=False)
+        for job_id in account.limiter.in_flight_jobs():
+            pipe.hget(store.keys.job(job_id), "grant")
+        st["reserved"] = sum(1 for grant in pipe.execute() if grant)
+        st["cooldown"] = st["cooldown"] and {**st["cooldown"], "reason": "429 from kie.ai"}
+        st["pause"] = st["pause"] and {**st["pause"], "reason": _pause_reason(st["pause"]["reason"])}
+        accounts.append(st)
+    top = dict(accounts[0])
+    top["waiting"] = sum(a["waiting"] for a in accounts) + due
+    top["accounts"] = accounts
+    return top
 
 
 def _pause_reason(value) -> str:
     text = value.decode() if isinstance(value, bytes) else (value or "")
-    return text if text and text != "1" else "402 insufficient credits"
+    return text if text and text not in ("1", "402") else "402 insufficient credits"
 
 
-def credits(rt) -> float:
-    """The account's remaining credits (kie.ai ``GET /api/v1/chat/credit``); raises the client's typed
-    errors (``Unauthorized``, ``TransportError``, ...)."""
-    return rt.client.credits()
+def credits(rt, tenant: str | None = None) -> float:
+    """The remaining credits (kie.ai ``GET /api/v1/chat/credit``) of the default account, or of the
+    account ``tenant``'s jobs are sent with; raises the client's typed errors (``Unauthorized``,
+    ``TransportError``, ...)."""
+    return rt.account_for(tenant).client.credits()

@@ -126,18 +126,20 @@ class JobStore:
 
     # -- transitions -----------------------------------------------------------------------
     def accept(self, job_id: str, *, model: str, input: dict, timeout: float, waiter_id: str,
-               waiter: dict, first_claim_ms: int, retry_failed: bool = False) -> tuple[str, bool, bool]:
+               waiter: dict, first_claim_ms: int, retry_failed: bool = False, tenant: str = "default",
+               priority: int = 0) -> tuple[str, bool, bool]:
         """Create the job if new and attach a waiter.  Returns (state, created, waiter_added).
 
         State ``conflict``: the job id exists with another model or input (nothing changed).  With
-        ``retry_failed``, a failed, timed-out or cancelled job is re-run (its next generation)."""
+        ``retry_failed``, a failed, timed-out or cancelled job is re-run (its next generation).  A new
+        job keeps ``tenant`` and ``priority``; a second call with the same id keeps the first's."""
         k = self.keys
         state, created, added = self._durable(
             "accept", "accept",
             keys=[k.job(job_id), k.waiters(job_id), k.due_submit, k.jobs, k.timeline(job_id), k.due_check,
                   k.due_resume],
             args=[job_id, model, canonical_input(input), timeout, waiter_id, _compact(waiter),
-                  first_claim_ms, int(bool(retry_failed)), RESUME_LEASE_MS])
+                  first_claim_ms, int(bool(retry_failed)), RESUME_LEASE_MS, tenant, int(priority)])
         return _decode(state), bool(created), bool(added)
 
     def reject(self, job_id: str, *, model: str, error: str) -> bool:
@@ -175,8 +177,9 @@ class JobStore:
             keys=[k.job(job_id), k.due_submit, k.due_check, k.task(task_id), k.timeline(job_id)],
             args=[job_id, task_id, first_check_ms, timeout_ms, source, self.retention_ms]))
 
-    def finish(self, job_id: str, state: str, outcome: dict, *, error: str = "") -> bool:
-        """Move to a terminal state; True for the one call that did it."""
+    def finish(self, job_id: str, state: str, outcome: dict, *, error: str = "", credits=None) -> bool:
+        """Move to a terminal state; True for the one call that did it.  ``credits`` (what the job
+        consumed, when known) is kept on the record as ``credits``."""
         if state not in TERMINAL:
             raise ValueError(f"finish: state must be one of {sorted(TERMINAL)}, got {state!r}")
         k = self.keys
@@ -185,7 +188,8 @@ class JobStore:
             "finish", "finish",
             keys=[k.job(job_id), k.due_submit, k.due_check, k.timeline(job_id), k.due_resume,
                   *(k.task(t) for t in tasks)],
-            args=[job_id, state, json.dumps(outcome), error, self.retention_ms, RESUME_LEASE_MS]) == 1
+            args=[job_id, state, json.dumps(outcome), error, self.retention_ms, RESUME_LEASE_MS,
+                  "" if credits is None else repr(float(credits))]) == 1
 
     def record_callback(self, job_id: str, outcome: dict) -> tuple[str, int]:
         """Store a delivered callback's outcome (ignored once the job is terminal). Returns (state, deliveries)."""

@@ -92,9 +92,29 @@ class Keys:
         """String with a TTL: submissions paused after a 402 (insufficient credits)."""
         return f"{self.prefix}:rl:{account}:paused"
 
-    def reservations(self, account: str) -> str:
-        """Hash: job id → its reserved entry in the rate log (a future create slot)."""
-        return f"{self.prefix}:rl:{account}:reservations"
+    def account_base(self, account: str) -> str:
+        """The stem of every key of one account; the fair scheduler's keys hang off it (``lua/fair.lua``)."""
+        return f"{self.prefix}:rl:{account}"
+
+    def sched(self, account: str) -> str:
+        """Hash: the fair scheduler's state (virtual time, sequences, each tenant's weight, cap, tags)."""
+        return f"{self.prefix}:rl:{account}:sched"
+
+    def ready_tenants(self, account: str) -> str:
+        """Sorted set: ``<seq>:<tenant>`` → virtual start tag, for every tenant with a job ready to grant."""
+        return f"{self.prefix}:rl:{account}:tenants"
+
+    def blocked_tenants(self, account: str) -> str:
+        """Sorted set: tenant → earliest in-flight lease expiry, for tenants with ready jobs at their cap."""
+        return f"{self.prefix}:rl:{account}:blocked"
+
+    def ready_queue(self, account: str, tenant: str) -> str:
+        """Sorted set: job id → (9 − priority)·10¹³ + arrival sequence: one tenant's waiting jobs."""
+        return f"{self.prefix}:rl:{account}:q:{tenant}"
+
+    def tenant_inflight(self, account: str, tenant: str) -> str:
+        """Sorted set: job id → lease expiry (epoch ms) of one tenant's in-flight slots."""
+        return f"{self.prefix}:rl:{account}:tin:{tenant}"
 
     def inflight(self, account: str) -> str:
         """Sorted set: job id → lease expiry (epoch ms) of each in-flight slot."""

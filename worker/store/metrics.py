@@ -72,7 +72,7 @@ CALLBACK_OUTCOMES = ("accepted", "redelivered", "duplicate", "unauthorized", "ba
                      "invalid", "too_large", "bad_content_type", "unknown_job", "task_mismatch")
 CALLBACK_CHECKS = ("task_mismatch", "unknown_task", "foreign_task", "contradicted")
 RETRY_REASONS = ("rate_limited", "transient_error", "unknown_outcome")
-WAIT_REASONS = ("rate", "reserved", "cooldown", "paused", "in_flight")
+WAIT_REASONS = ("rate", "reserved", "cooldown", "paused", "in_flight", "fair", "tenant_cap")
 FINISHED_STATES = ("succeeded", "failed", "timed_out", "cancelled")
 LIVE_STATES = ("accepted", "submitting", "submitted")
 
@@ -93,7 +93,8 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("kie_retries_total", "counter", "createTask attempts put back to be tried again, by reason.",
            ("reason",), _one(RETRY_REASONS)),
     Metric("kie_waits_total", "counter",
-           "Submissions told to wait by the shared limiter, by reason (rate, reserved, cooldown, paused, in_flight).",
+           "Submissions told to wait by the shared limiter, by reason (rate, reserved, cooldown, paused, in_flight, "
+           "fair, tenant_cap).",
            ("reason",), _one(WAIT_REASONS)),
     Metric("kie_callbacks_total", "counter", "Callback requests answered by the webhook, by outcome.",
            ("outcome",), _one(CALLBACK_OUTCOMES)),
@@ -111,6 +112,10 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("kie_credits_consumed_total", "counter", "kie.ai credits charged for succeeded jobs (as reported)."),
     Metric("kie_polls_total", "counter", "recordInfo status polls answered."),
     Metric("kie_poll_errors_total", "counter", "recordInfo status polls that failed."),
+    Metric("kie_credit_pauses_total", "counter",
+           "Times an account's submissions paused because its credits fell below KIE_MIN_CREDITS."),
+    Metric("kie_tenant_granted_total", "counter", "Creates granted to a tenant by the fair scheduler, by account "
+           "and tenant.", ("account", "tenant"), (), live=True),
     Metric("kie_slots_reclaimed_total", "counter", "In-flight slots freed by the sweep (their job was gone)."),
     Metric("kie_regenerations_total", "counter",
            "Upstream generations started again after a transient failCode (KIE_GENERATION_RETRIES)."),
@@ -136,6 +141,18 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("kie_submissions_paused_seconds", "gauge",
            "Seconds left of the submission pause after a 402 (0 = not paused).", live=True),
     Metric("kie_creates_cooldown_seconds", "gauge", "Seconds left of the shared cool-down after a 429.", live=True),
+    Metric("kie_account_waiting", "gauge", "Jobs waiting in the ready queues of one kie.ai account (a hash of "
+           "its key), for a grant.", ("account",), (), live=True),
+    Metric("kie_account_creates_in_window", "gauge", "Creates granted or sent in the current rate window, by account.",
+           ("account",), (), live=True),
+    Metric("kie_account_in_flight", "gauge", "In-flight slots held, by account.", ("account",), (), live=True),
+    Metric("kie_tenant_waiting", "gauge", "Jobs waiting in a tenant's ready queue, by account and tenant.",
+           ("account", "tenant"), (), live=True),
+    Metric("kie_tenant_in_flight", "gauge", "In-flight slots a tenant holds, by account and tenant.",
+           ("account", "tenant"), (), live=True),
+    Metric("kie_tenant_creates_in_window", "gauge",
+           "Creates granted or sent in the current rate window, by account and tenant.", ("account", "tenant"), (),
+           live=True),
     Metric("kie_remaining_credits", "gauge",
            "The account's remaining kie.ai credits, as last reported (absent until known).", series=()),
     # -- histograms ----------------------------------------------------------------------------
@@ -185,6 +202,7 @@ EVENTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "continuations_redispatched": [("kie_continuations_redispatched_total", ())],
     "continuations_lease_lost": [("kie_continuations_lease_lost_total", ())],
     "replica_wait_short": [("kie_replica_wait_short_total", ())],
+    "credit_pauses": [("kie_credit_pauses_total", ())],
 }
 # the worker's callback checks were counted as callbacks_<reason> before; they are not webhook answers
 _UPSTREAM_CODE = re.compile(r"^upstream_(\d{3})$")

@@ -117,6 +117,8 @@ class JobView:
     callers: int
     callback_url: str | None
     timeline: list
+    tenant: str = "default"
+    priority: int = 0
 
     @classmethod
     def from_record(cls, job: dict, *, timeline: list[dict] = (), callers: int = 0,
@@ -168,6 +170,8 @@ class JobView:
                           if callback_base else None),
             timeline=[{"time": iso_ms(e.get("t")), "event": e.get("event"), "detail": e.get("detail") or ""}
                       for e in timeline],
+            tenant=job.get("tenant") or "default",
+            priority=_int(job.get("priority")),
         )
 
     def to_json(self) -> dict:

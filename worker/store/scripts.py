@@ -6,12 +6,15 @@ clocks agree) and the job-state sets of ``worker.store.states`` as Lua tables (`
 so no script spells the clock or a list of states itself.  The prologue also holds the functions
 in ``lua/_lib.lua`` (``event``: append to a job's timeline; ``restart``: put a finished or failing
 job back to ``accepted`` as its next generation), so a transition and its timeline entry are one
-atomic step.  Files are read on first use, never at import.
+atomic step.  A line ``-- include: NAME`` is replaced by ``lua/NAME.lua`` (a library of local
+functions shared by a few scripts, e.g. the fair scheduler's ``fair.lua``).  Files are read on first
+use, never at import.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from importlib.resources import files
 
 from . import states
@@ -38,10 +41,17 @@ def prologue() -> str:
     ]) + "\n"
 
 
+_INCLUDE = re.compile(r"^-- include: ([a-z_]+)$", re.MULTILINE)
+
+
+def _read(name: str) -> str:
+    return files(__package__).joinpath("lua", f"{name}.lua").read_text()
+
+
 @functools.lru_cache(maxsize=None)
 def source(name: str) -> str:
-    """The full text of script ``name`` (``lua/<name>.lua`` after the prologue)."""
-    return prologue() + files(__package__).joinpath("lua", f"{name}.lua").read_text()
+    """The full text of script ``name`` (``lua/<name>.lua`` after the prologue, includes expanded)."""
+    return prologue() + _INCLUDE.sub(lambda m: _read(m.group(1)), _read(name))
 
 
 class Scripts:

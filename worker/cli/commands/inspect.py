@@ -91,8 +91,26 @@ def limiter(ui):
     cool-down and pause with their reason and time left."""
     from ...ops.queries import limiter_status
 
-    ui.result(limiter_status(_rt()), _render_mapping("limiter"))
+    ui.result(limiter_status(_rt()), _render_limiter)
     return 0
+
+
+def _render_limiter(console, data) -> None:
+    """One row per kie.ai account (hash of its key), then one per tenant with jobs waiting or in flight."""
+    def left(state):
+        return "-" if not state else f"{state['reason']}, {state['seconds_left']:.1f} s left"
+    accounts = data.get("accounts") or [data]
+    console.print(table(["account", "creates in window", "waiting", "in flight", "cool-down", "pause"],
+                        [(a["account"], f"{a['creates_in_window']} / {a['limit']} per {a['window_seconds']:g} s",
+                          a["waiting"], f"{a['in_flight']} / {a['cap']}", left(a.get("cooldown")),
+                          left(a.get("pause"))) for a in accounts], title="limiter"))
+    tenants = [(a["account"], t) for a in accounts for t in a.get("tenants") or []]
+    if tenants:
+        console.print(table(["tenant", "account", "weight", "waiting", "in flight", "cap", "creates in window",
+                             "granted", "state"],
+                            [(t["tenant"], acct, f"{t['weight']:g}", t["waiting"], t["in_flight"],
+                              "-" if t.get("cap") is None else t["cap"], t["creates_in_window"],
+                              t["granted_total"], t["state"]) for acct, t in tenants], title="tenants"))
 
 
 @click.command(short_help="the kie.ai account's remaining credits")

@@ -28,6 +28,10 @@ def job_options(fn):
                                                    "(default KIE_JOB_TIMEOUT)"),
         click.option("--allow-unknown-model", is_flag=True, help="send a model the project has no schema "
                                                                  "for, its input unchecked"),
+        click.option("--tenant", help="the service the jobs are for: tenants share the budget by "
+                                      "KIE_TENANT_WEIGHTS (default: default)"),
+        click.option("--priority", type=int, default=0, show_default=True,
+                     help="0-9, higher first among the tenant's waiting jobs"),
     ]):
         fn = option(fn)
     return fn
@@ -48,8 +52,8 @@ def job_options(fn):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="with --wait: copy the result files into this folder")
 @json_option
-def submit(prompt, file, model, image_size, output_format, timeout, allow_unknown_model, job_id, no_download,
-           wait, wait_timeout, out_dir, ui):
+def submit(prompt, file, model, image_size, output_format, timeout, allow_unknown_model, tenant, priority, job_id,
+           no_download, wait, wait_timeout, out_dir, ui):
     """Enqueue PROMPT (or every row of --file) as kie.generate | kie.download.
 
     Every job is checked as the worker checks it before anything is sent: a bad value, or a bad
@@ -68,9 +72,10 @@ def submit(prompt, file, model, image_size, output_format, timeout, allow_unknow
     if file is not None:
         from ..rows import read_specs
         specs = read_specs(file, model=model, timeout=timeout, allow_unknown_model=allow_unknown_model,
-                           defaults=defaults)
+                           defaults=defaults, tenant=tenant, priority=priority)
     else:
-        spec = JobSpec({"prompt": prompt, **defaults}, model, job_id, timeout, allow_unknown_model)
+        spec = JobSpec({"prompt": prompt, **defaults}, model, job_id, timeout, allow_unknown_model,
+                       tenant=tenant, priority=priority)
         spec.check()
         specs = [spec]
     sent = enqueue(specs, download=not no_download)

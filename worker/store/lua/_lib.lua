@@ -47,7 +47,7 @@ local function restart(job, due_submit, due_check, timeline, job_id, reason, det
              'history', hist, 'retired_task_ids', f[6] or '')
   redis.call('HDEL', job, 'task_id', 'submitted_at', 'deadline', 'outcome', 'finished_at', 'callback',
              'callback_at', 'claim', 'claimed_until', 'sending_at', 'unknown_since', 'wait_reason', 'task_source',
-             'last_error')
+             'last_error', 'grant')
   if reason == 'regenerate' then redis.call('HINCRBY', job, 'regenerations', 1)
   else redis.call('HSET', job, 'regenerations', 0) end   -- a deliberate re-run gets the whole budget again
   redis.call('ZREM', due_check, job_id)

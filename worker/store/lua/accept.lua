@@ -1,6 +1,6 @@
 -- KEYS: 1 job, 2 waiters, 3 due_submit, 4 jobs index, 5 timeline, 6 due_check, 7 due_resume
 -- ARGV: 1 job_id, 2 model, 3 input_json (canonical: sorted keys), 4 timeout_s, 5 waiter_id, 6 waiter_json,
---       7 first_claim_ms, 8 retry_failed (0/1), 9 resume_after_ms
+--       7 first_claim_ms, 8 retry_failed (0/1), 9 resume_after_ms, 10 tenant, 11 priority (0-9)
 -- Creates the job if absent (state accepted, due for submission after first_claim_ms: the caller
 -- tries at once and the lease covers its death), then adds the waiter if absent.  A job id already
 -- used with another model or input is a conflict (nothing changes).  With retry_failed, a failed,
@@ -16,7 +16,7 @@ end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'job_id', ARGV[1], 'state', 'accepted', 'model', ARGV[2], 'input', ARGV[3],
              'timeout', ARGV[4], 'created_at', now, 'updated_at', now, 'attempts', 0, 'errors', 0,
-             'duplicates', 0, 'callbacks', 0, 'generation', 1)
+             'duplicates', 0, 'callbacks', 0, 'generation', 1, 'tenant', ARGV[10], 'priority', ARGV[11])
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[1])
   redis.call('ZADD', KEYS[4], now, ARGV[1])
   event(KEYS[5], 'accepted', '')

@@ -20,7 +20,8 @@ NAME = "limiter"
 
 def run(ctx: Context):
     rate = rate_limit.RateLimit.parse("20/10s", "--limit")
-    args = argparse.Namespace(workers=2 if ctx.quick else 4, jobs=40 if ctx.quick else 120, baseline_429="retry")
+    args = argparse.Namespace(workers=2 if ctx.quick else 4, jobs=40 if ctx.quick else 120, baseline_429="retry",
+                              tenants=1, tenant_weights="", priorities=False)   # rate_limit.py's defaults: one tenant
     nominal = rate.limit / rate.window
     runs = {"kie-queue": rate_limit.run_kie_queue(args, rate, ctx.workroot)}
     if not ctx.quick:

@@ -20,9 +20,8 @@ NAME = "limiter"
 
 def run(ctx: Context):
     rate = rate_limit.RateLimit.parse("20/10s", "--limit")
-    # rate_limit's own defaults for what this measure does not vary (one tenant, no priorities)
     args = argparse.Namespace(workers=2 if ctx.quick else 4, jobs=40 if ctx.quick else 120, baseline_429="retry",
-                              tenants=1, tenant_weights="", priorities=False)
+                              tenants=1, tenant_weights="", priorities=False)   # rate_limit.py's defaults: one tenant
     nominal = rate.limit / rate.window
     runs = {"kie-queue": rate_limit.run_kie_queue(args, rate, ctx.workroot)}
     if not ctx.quick:
@@ -54,8 +53,9 @@ def run(ctx: Context):
 
 
 def plot(data, plots_dir):
-    from .plots import counts, figure, finish
-    fig, ax = figure((8, 4.5))
+    from .plots import pyplot, save
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     longest = 0.0
     for label, times in data["series"].items():
         if not times:
@@ -63,7 +63,7 @@ def plot(data, plots_dir):
         t0 = times[0]
         xs = [t - t0 for t in times]
         longest = max(longest, xs[-1])
-        counts(ax, xs, label)
+        ax.step(xs, range(1, len(xs) + 1), where="post", label=label)
     w, limit = data["window"], data["limit"]
     k = int(longest // w) + 2
     ex, ey = [], []
@@ -71,8 +71,11 @@ def plot(data, plots_dir):
         ex += [i * w, (i + 1) * w]
         ey += [(i + 1) * limit, (i + 1) * limit]
     ax.plot(ex, ey, "k--", linewidth=1, label=f"envelope: {limit} in any {w:g} s (best schedule)")
-    return [finish(fig, ax, plots_dir / "limiter_creates.png", xlabel="seconds since the first accepted create",
-                   ylabel="accepted creates", title="Creates over time against the limit's envelope")]
+    ax.set_xlabel("seconds since the first accepted create")
+    ax.set_ylabel("accepted creates")
+    ax.set_title("Creates over time against the limit's envelope")
+    ax.legend(fontsize=8)
+    return [save(fig, plots_dir / "limiter_creates.png")]
 
 
 if __name__ == "__main__":

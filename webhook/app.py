@@ -11,6 +11,7 @@ from worker import tracing
 from worker.logs import install as install_logs
 from worker.settings import Settings
 from worker.store.connection import job_store_options, redis_client
+from worker.store import metrics
 from worker.store.jobstore import JobStore
 from worker.store.limiter import Limiter
 
@@ -39,6 +40,9 @@ def build_app(settings: Settings | None = None) -> flask.Flask:
         install_logs(logging.getLogger(name), s.secrets(), s.log_format)
     tracing.setup(s, "kie-queue-webhook", flask_app=app)
     app.register_blueprint(routes.bp)
+    # a request's metric observations are written together, in one round trip, when it ends
+    app.before_request(metrics.begin)
+    app.teardown_request(lambda exc: metrics.flush())
     routes.register_error_handlers(app)
     return app
 

@@ -4,7 +4,8 @@
 ``KIE_PUMP_INTERVAL`` seconds (default 0.05) in the worker's main process.  Nothing waits inside a
 worker or as a broker countdown: a job waiting for its rate-limit slot is picked up by whichever
 worker is alive, within one pump interval of its slot.  Beat's sweep does the same once a second
-as a fallback (a worker started without this step, or every worker busy).
+as a fallback (a worker started without this step, or every worker busy).  A tick's metric
+observations are written together at its end.
 
 ``MetricsEndpoint`` serves the deployment's ``/metrics`` (the same numbers as the webhook's, read from
 Redis) on ``KIE_METRICS_PORT`` when it is set: for deployments without a web process (polling only) or
@@ -20,7 +21,7 @@ from celery import bootsteps
 
 from .jobs.dispatch import pump_submissions
 from .runtime import runtime
-from .store import exposition
+from .store import exposition, metrics
 
 log = logging.getLogger("kie_queue.pump")
 metrics_log = logging.getLogger("kie_queue.metrics")
@@ -39,10 +40,13 @@ class DuePump(bootsteps.StartStopStep):
         app = worker.app
 
         def tick():
+            metrics.begin()
             try:
                 pump_submissions(runtime(), app)
             except Exception as exc:  # noqa: BLE001 - a failed tick is retried on the next one
                 log.warning("due-queue pump failed: %s", exc)
+            finally:
+                metrics.flush()
 
         self.tref = worker.timer.call_repeatedly(runtime().settings.pump_interval, tick, priority=10)
 

@@ -7,7 +7,8 @@ only workers need: the beat schedule, the task module, the due-queue pump bootst
 starts with settings undoing the safe defaults logs a warning; one whose result storage cannot work
 (missing bucket, bad credentials) does not start.  Celery's logging signals hand every handler it sets
 up to ``worker.logs`` (JSON or text, always redacted), and ``task_prerun`` binds each task's job id
-and Celery task id for the records it logs.
+and Celery task id for the records it logs.  ``task_prerun``/``task_postrun`` also open and write
+each task's batch of metric observations (``worker.store.metrics``): one Redis round trip per task.
 """
 
 from __future__ import annotations
@@ -125,6 +126,21 @@ def _clear_log_context(**_):
     from .logs import clear
 
     clear()
+
+
+@signals.task_prerun.connect
+def _batch_metrics(**_):
+    """A task's metric observations are summed in process and written once, when it ends."""
+    from .store import metrics
+
+    metrics.begin()
+
+
+@signals.task_postrun.connect
+def _flush_metrics(**_):
+    from .store import metrics
+
+    metrics.flush()
 
 
 @signals.task_success.connect

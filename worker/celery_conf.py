@@ -17,8 +17,9 @@ when the connection drops), so it is set only for Redis brokers.
 A broker ``visibility_timeout`` of ``VISIBILITY_TIMEOUT`` seconds sits far above every countdown
 (< 2 s) and run time (< 1 min) the project uses, so the Redis broker does not redeliver running
 tasks, yet a message held by a worker that died returns within minutes, not hours (jobs themselves
-never wait on it: they are in the job store).  Task events are on (``worker_send_task_events``,
-``task_send_sent_event``), so Flower and ``celery events`` show every task without ``-E``.
+never wait on it: they are in the job store).  Task events (``worker_send_task_events``,
+``task_send_sent_event``) are on with ``KIE_TASK_EVENTS=1``, so Flower and ``celery events`` show every
+task without ``-E``; off by default, they cost nothing while no monitor runs.
 :func:`producer` builds the send-only app the web
 process uses (it imports no task code).  Nothing here reads configuration at import.
 """
@@ -60,10 +61,10 @@ def shared_conf(s) -> dict:
         "broker_transport_options": broker,
         "result_backend_transport_options": backend,
         "broker_connection_retry_on_startup": True,
-        # task events for monitors (Flower, `celery events`): workers report received/started/succeeded/
-        # failed/retried, producers report sent (a few small messages per task on the broker's event exchange)
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # task events for monitors (Flower, `celery events`), with KIE_TASK_EVENTS: workers report received/
+        # started/succeeded/failed/retried, producers report sent (about 8 more broker round trips per job)
+        "worker_send_task_events": s.task_events,
+        "task_send_sent_event": s.task_events,
         **SAFE,
     }
 

@@ -220,6 +220,7 @@ class Settings:
     redis_min_replicas: int = 0
     log_format: str | None = None      # json | text; None: JSON unless stderr is a terminal (worker.logs)
     metrics_port: int | None = None    # a worker serves the deployment's /metrics on this port too
+    task_events: bool = False          # Celery task events for monitors (Flower, `celery events`)
     otel: bool = False                 # OpenTelemetry tracing (worker.tracing)
     otel_jsonl: str | None = None      # also write spans as JSON lines to this file
     dashboard_bind: str = "127.0.0.1"
@@ -411,6 +412,7 @@ class Settings:
             log_format=log_format.lower() if log_format else None,
             otel=otel,
             metrics_port=port("KIE_METRICS_PORT"),
+            task_events=flag("KIE_TASK_EVENTS", False),
             otel_jsonl=get("KIE_OTEL_JSONL"),
             dashboard_bind=_bind_address(get("KIE_DASHBOARD_BIND", "127.0.0.1")),
             dashboard_token=_dashboard_token(get("KIE_DASHBOARD_TOKEN")),

@@ -1,5 +1,5 @@
-"""Task events are on out of the box: a real worker (and beat, a producer of the same configuration) emit
-them, so Flower and ``celery events`` see every task without ``-E``."""
+"""Task events with ``KIE_TASK_EVENTS=1`` (as deploy/ sets it beside Flower): a real worker (and beat, a
+producer of the same configuration) emit them, so Flower and ``celery events`` see every task without ``-E``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from worker.celery_conf import producer
 from worker.cli.stack import free_port, wait_for
 from worker.settings import Settings
 
-DEPLOYMENT = {"callbacks": False, "start": {"user_worker": False}}
+DEPLOYMENT = {"callbacks": False, "extra_env": {"KIE_TASK_EVENTS": "1"}, "start": {"user_worker": False}}
 
 
 def test_worker_and_beat_emit_task_events(dep):

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 
 import pytest
+import redis as redis_lib
 from prometheus_client.parser import text_string_to_metric_families
 
 import webhook
 from worker.settings import Settings
 from worker.store.jobstore import JobStore
+from worker.store import metrics
 from worker.store.metrics import BY_NAME, CATALOGUE, EVENTS, Metrics
 
 from conftest import UNIT_REDIS_URL
@@ -181,3 +184,134 @@ def test_every_event_the_code_counts_is_catalogued():
     assert outcomes and outcomes <= set(CALLBACK_OUTCOMES), sorted(outcomes - set(CALLBACK_OUTCOMES))
     reasons = set(re.findall(r"return \{0, [^}]*'([a-z_]+)'\}", (root / "worker/store/lua/acquire.lua").read_text()))
     assert reasons and reasons <= set(WAIT_REASONS), sorted(reasons - set(WAIT_REASONS))
+
+
+# -- batches: a task's (a request's) observations summed in process, written in one round trip --------------
+
+class _CountingConnection(redis_lib.Connection):
+    """A Redis connection that counts what it sends: one send is one round trip (a pipeline or a script is one)."""
+
+    sends = 0
+
+    def send_packed_command(self, command, check_health=True):
+        type(self).sends += 1
+        return super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+def counted(prefix):
+    """A job store on a client whose round trips are counted (``counted.sends()``)."""
+    client = redis_lib.Redis(connection_pool=redis_lib.ConnectionPool.from_url(
+        UNIT_REDIS_URL, connection_class=_CountingConnection))
+    store = JobStore(client, prefix)
+    store.sends = lambda: _CountingConnection.sends
+    yield store
+    metrics.flush()
+    client.close()
+
+
+def _a_tasks_worth(m: Metrics) -> None:
+    m.count("jobs_accepted")
+    m.count("upstream_429")              # two counters
+    m.count("callbacks_duplicate", 2)
+    m.count("credits_consumed", 0.25)
+    m.count("credits_consumed", 1)       # a float and an integer into one field
+    for seconds in (0.01, 0.3, 7):
+        m.observe("kie_limiter_wait_seconds", seconds)
+    m.set("kie_remaining_credits", 10)
+    m.set("kie_remaining_credits", 9)    # the last value set wins
+
+
+def _figures(snap) -> dict:
+    h = snap.histogram("kie_limiter_wait_seconds")
+    return {"accepted": snap.value("kie_jobs_accepted_total"), "429": snap.value("kie_upstream_429_total"),
+            "retries": snap.value("kie_retries_total", "rate_limited"),
+            "dup": snap.value("kie_duplicate_callbacks_total"), "credits": snap.value("kie_credits_consumed_total"),
+            "remaining": snap.value("kie_remaining_credits"), "buckets": h.buckets, "sum": round(h.sum, 9),
+            "count": h.count}
+
+
+def test_a_batch_is_written_once_at_flush_with_the_same_figures_as_one_write_each(counted, r, prefix):
+    unbatched = JobStore(r, prefix + "-plain").metrics
+    _a_tasks_worth(unbatched)
+    counted.metrics.inc("kie_polls_total")        # loads the script: the batch below is its one EVALSHA
+    before = counted.sends()
+    metrics.begin()
+    _a_tasks_worth(counted.metrics)
+    assert counted.sends() == before                                      # nothing sent yet
+    assert counted.metrics.snapshot().value("kie_jobs_accepted_total") == 0
+    metrics.flush()
+    assert counted.sends() == before + 2          # the snapshot above, and the batch's one round trip
+    assert _figures(counted.metrics.snapshot()) == _figures(unbatched.snapshot())
+    assert _figures(unbatched.snapshot())["credits"] == 1.25 and _figures(unbatched.snapshot())["count"] == 3
+    for key in r.scan_iter(f"{prefix}-plain:*"):
+        r.delete(key)
+
+
+def test_outside_a_batch_each_observation_is_one_round_trip(counted):
+    counted.metrics.inc("kie_polls_total")
+    before = counted.sends()
+    counted.metrics.observe("kie_download_seconds", 0.5, "ok")            # bucket, sum and count
+    counted.incr("upstream_429")                                          # two counters
+    assert counted.sends() == before + 2
+    snap = counted.metrics.snapshot()
+    assert snap.histogram("kie_download_seconds", "ok").count == 1 and snap.value("kie_retries_total", "rate_limited") == 1
+
+
+def test_a_batch_is_this_threads_only(counted):
+    metrics.begin()
+    counted.incr("polls")
+    seen = []
+    other = threading.Thread(target=lambda: (counted.incr("polls"),
+                                             seen.append(counted.metrics.snapshot().value("kie_polls_total"))))
+    other.start()
+    other.join()
+    assert seen == [1]                    # the other thread's own count, written at once; ours still held
+    metrics.flush()
+    assert counted.metrics.snapshot().value("kie_polls_total") == 2
+
+
+def test_a_batch_is_written_early_when_it_grows_or_ages(counted):
+    metrics.begin(max_fields=3)
+    counted.incr("polls")
+    counted.incr("poll_errors")
+    assert counted.metrics.snapshot().value("kie_polls_total") == 0
+    counted.incr("slots_reclaimed")                                       # the third field: written
+    assert counted.metrics.snapshot().value("kie_slots_reclaimed_total") == 1
+    metrics.flush()
+    metrics.begin(max_age_s=0)
+    counted.incr("polls")                                                 # already old enough: written
+    assert counted.metrics.snapshot().value("kie_polls_total") == 2
+    metrics.flush()
+
+
+def test_a_batch_redis_refuses_is_logged_and_dropped_never_raised(caplog):
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from worker.cli.stack import free_port
+
+    dead = JobStore(redis_lib.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)),
+                    "t-dead")
+    metrics.begin()
+    dead.incr("polls")
+    metrics.flush()                                                       # no exception
+    assert "buffered fields not written" in caplog.text
+    with pytest.raises(redis_lib.ConnectionError):
+        dead.incr("polls")                                                # outside a batch the caller sees it
+
+
+def test_a_process_forked_inside_a_batch_does_not_write_the_parents_observations(counted):
+    import os
+
+    metrics.begin()
+    counted.incr("polls")
+    pid = os.fork()
+    if pid == 0:                                  # the child: its batch starts empty
+        counted.incr("poll_errors")
+        metrics.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    metrics.flush()
+    snap = counted.metrics.snapshot()
+    assert snap.value("kie_polls_total") == 1 and snap.value("kie_poll_errors_total") == 1

@@ -428,6 +428,16 @@ def test_metrics_port():
     assert config_error(KIE_METRICS_PORT="http").variable == "KIE_METRICS_PORT"
 
 
+def test_task_events_are_opt_in():
+    from worker.celery_conf import shared_conf
+
+    off, on = shared_conf(from_env()), shared_conf(from_env(KIE_TASK_EVENTS="1"))
+    assert off["worker_send_task_events"] is False and off["task_send_sent_event"] is False
+    assert on["worker_send_task_events"] is True and on["task_send_sent_event"] is True
+    err = config_error(KIE_TASK_EVENTS="sometimes")
+    assert err.variable == "KIE_TASK_EVENTS" and "expected true or false, got 'sometimes'" in str(err)
+
+
 # -- storage ------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,12 @@
 Every process (gunicorn workers, Celery workers, beat, on any host) records into one Redis hash,
 ``<prefix>:metrics``; the webhook's ``/metrics`` reads it back and exposes it (``webhook.metrics``).
 So one scrape target answers for the whole deployment, numbers survive process restarts, and no
-host needs its own scrape configuration.  The cost is one Redis round trip per observation.
+host needs its own scrape configuration.  Observations are written in batches: a Celery task's, a
+webhook request's and a pump tick's are summed in process (per thread) and written together when it
+ends, in one round trip (``begin``/``flush``; also when a batch grows to ``MAX_FIELDS`` fields or
+``MAX_AGE_S`` seconds); anywhere else each observation is one round trip.  The counts are exact
+across processes (increments add up in Redis), but a process killed inside a batch loses what the
+batch held: metrics are best-effort, the job store is not.
 
 Fields of the hash (label values are sanitised to ``[A-Za-z0-9_.:-]``, at most 64 characters)::
 
@@ -23,9 +28,16 @@ label or a value.  No Celery, no HTTP here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import os
 import re
+import threading
 import time
+
+from . import scripts
+
+log = logging.getLogger("kie_queue.metrics")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 INF = math.inf
@@ -234,11 +246,17 @@ class Snapshot:
 
 
 class Metrics:
-    """Records into the metrics hash ``key`` of ``redis`` (a ``redis.Redis``)."""
+    """Records into the metrics hash ``key`` of ``redis`` (a ``redis.Redis``).
+
+    Outside a batch (:func:`begin`) every observation is written at once, in one round trip.  Inside
+    one, this thread's observations are summed in process and written by :func:`flush` (or when the
+    batch holds ``MAX_FIELDS`` fields or is ``MAX_AGE_S`` old), all in one round trip.
+    """
 
     def __init__(self, redis, key: str):
         self.redis = redis
         self.key = key
+        self._script = None
 
     # -- recording ---------------------------------------------------------------------------
     def count(self, event: str, amount: float = 1) -> None:
@@ -249,41 +267,25 @@ class Metrics:
             targets = ([("kie_upstream_refused_total", (code.group(1),))] if code
                        else [("kie_jobs_finished_total", (state.group(1),))] if state
                        else [("kie_events_total", (event,))])
-        if len(targets) == 1:
-            self.inc(targets[0][0], amount, *targets[0][1])
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for name, labels in targets:
-            self._inc(pipe, name, amount, labels)
-        pipe.execute()
+        self._record([_increment(name, amount, labels) for name, labels in targets])
 
     def inc(self, name: str, amount: float = 1, *labels: str) -> None:
         """Add ``amount`` to counter ``name`` (catalogued) with these label values."""
-        self._inc(self.redis, name, amount, labels)
-
-    def _inc(self, client, name: str, amount: float, labels: tuple[str, ...]) -> None:
-        _check(name, "counter", labels)
-        field = _field("c", name, labels)
-        if float(amount).is_integer():
-            client.hincrby(self.key, field, int(amount))
-        else:
-            client.hincrbyfloat(self.key, field, float(amount))
+        self._record([_increment(name, amount, labels)])
 
     def set(self, name: str, value: float, *labels: str) -> None:
         """Set stored gauge ``name``."""
         _check(name, "gauge", labels)
-        self.redis.hset(self.key, _field("g", name, labels), repr(float(value)))
+        self._record([(_field("g", name, labels), _SET, repr(float(value)))])
 
     def observe(self, name: str, seconds: float, *labels: str) -> None:
-        """One observation of histogram ``name``: its bucket, sum and count, in one MULTI/EXEC."""
+        """One observation of histogram ``name``: its bucket, sum and count."""
         metric = _check(name, "histogram", labels)
         seconds = max(0.0, float(seconds))
         bound = next((b for b in metric.buckets if seconds <= b), INF)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hincrby(self.key, _field("h", name, labels, _le(bound)), 1)
-        pipe.hincrbyfloat(self.key, _field("h", name, labels, "sum"), seconds)
-        pipe.hincrby(self.key, _field("h", name, labels, "count"), 1)
-        pipe.execute()
+        self._record([(_field("h", name, labels, _le(bound)), _INT, 1),
+                      (_field("h", name, labels, "sum"), _FLOAT, seconds),
+                      (_field("h", name, labels, "count"), _INT, 1)])
 
     def since(self, name: str, start_ms, *labels: str) -> None:
         """Observe the seconds from ``start_ms`` (epoch ms, as job records keep times) until now;
@@ -298,6 +300,29 @@ class Metrics:
             self.count("credits_consumed", float(consumed))
         if remaining is not None:
             self.set("kie_remaining_credits", float(remaining))
+
+    def _record(self, ops: list[tuple[str, str, object]]) -> None:
+        batch = getattr(_batch, "pending", None)
+        if batch is None:
+            self._write(_merge({}, ops))
+            return
+        fields = batch.setdefault(self, {})
+        _merge(fields, ops)
+        max_fields, max_age_s = _batch.bounds
+        if len(fields) >= max_fields or time.monotonic() - _batch.started >= max_age_s:
+            _write_batch(batch)
+            _batch.started = time.monotonic()
+
+    def _write(self, fields: dict[str, tuple[str, object]]) -> None:
+        """Apply ``{field: (op, value)}`` to the hash in one round trip (one script call)."""
+        if not fields:
+            return
+        if self._script is None:
+            self._script = self.redis.register_script(scripts.source("metrics_add"))
+        args: list = []
+        for field, (op, value) in fields.items():
+            args += (op, field, value if op != _FLOAT else repr(float(value)))
+        self._script(keys=[self.key], args=args)
 
     # -- reading -----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -333,6 +358,69 @@ class Metrics:
                 for labels in metric.series:
                     series.setdefault(labels, 0.0)
         return Snapshot(values, histograms)
+
+
+# -- batches: one thread's observations, written together ---------------------------------------------
+MAX_FIELDS = 256        # a batch holding this many distinct fields is written at once,
+MAX_AGE_S = 2.0         # and one older than this on its next observation (a long task's figures stay fresh)
+_INT, _FLOAT, _SET = "i", "f", "s"
+_batch = threading.local()
+_fork_hook = []
+
+
+def begin(*, max_fields: int = MAX_FIELDS, max_age_s: float = MAX_AGE_S) -> None:
+    """From now until :func:`flush`, this thread's observations (of every ``Metrics``) are kept in
+    process and summed; they are written early when a hash's batch holds ``max_fields`` fields, or on
+    the first observation ``max_age_s`` seconds after the batch was last written.  A batch already
+    open stays open (with its bounds)."""
+    if not _fork_hook:      # a child forked inside a batch must not write the parent's observations again
+        os.register_at_fork(after_in_child=_forget)
+        _fork_hook.append(True)
+    if getattr(_batch, "pending", None) is None:
+        _batch.pending = {}
+        _batch.started = time.monotonic()
+        _batch.bounds = (max_fields, max_age_s)
+
+
+def _forget() -> None:
+    _batch.pending = None
+
+
+def flush() -> None:
+    """Write this thread's batch (one round trip per metrics hash) and close it.  Never raises: a batch
+    Redis refused is logged and dropped (metrics are best-effort; the job store is not)."""
+    batch = getattr(_batch, "pending", None)
+    _batch.pending = None
+    if batch:
+        _write_batch(batch)
+
+
+def _write_batch(batch: dict) -> None:
+    for metrics, fields in list(batch.items()):
+        try:
+            metrics._write(fields)
+        except Exception as exc:  # noqa: BLE001 - metrics must never fail the work they describe
+            log.warning("metrics: %d buffered fields not written (%s)", len(fields), type(exc).__name__)
+    batch.clear()
+
+
+def _increment(name: str, amount: float, labels: tuple[str, ...]) -> tuple[str, str, object]:
+    _check(name, "counter", labels)
+    amount = float(amount)
+    return (_field("c", name, labels), _INT if amount.is_integer() else _FLOAT, int(amount) if amount.is_integer()
+            else amount)
+
+
+def _merge(fields: dict[str, tuple[str, object]], ops) -> dict[str, tuple[str, object]]:
+    """Fold ``ops`` into ``fields``: increments add up (an integer sum stays an HINCRBY), a gauge keeps its last value."""
+    for field, op, value in ops:
+        held = fields.get(field)
+        if op == _SET or held is None:
+            fields[field] = (op, value)
+        else:
+            total = held[1] + value
+            fields[field] = (_INT if held[0] == _INT and op == _INT else _FLOAT, total)
+    return fields
 
 
 def _cumulate(metric: Metric, stored: dict[str, float]) -> Histogram:

@@ -41,11 +41,11 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 import requests  # noqa: E402
-from celery import Celery  # noqa: E402
 
 from bench.rate_limit import API_KEY, REDIS_URL, base_env, cleanup_redis, sim_stats  # noqa: E402
 from bench.report import aligned, fixed  # noqa: E402
 from bench.schedule import max_in_window, shortest_span  # noqa: E402
+from bench.support import producer as send_only  # noqa: E402
 from worker.cli.stack import Stack  # noqa: E402
 from worker.settings import RateLimit  # noqa: E402
 from worker.store.keys import Keys  # noqa: E402
@@ -78,10 +78,7 @@ def run(args, rate: RateLimit, label: str, weights: str | None, workroot: Path) 
             for i in range(args.workers):
                 stack.start_worker(f"w{i + 1}", concurrency=2)
             stack.start_beat()
-            producer = Celery(f"bench-producer-{name}", set_as_current=False)
-            producer.conf.update(broker_url=REDIS_URL, result_backend=REDIS_URL, task_serializer="json",
-                                 accept_content=["json"], result_serializer="json", task_default_queue=queue,
-                                 broker_connection_retry_on_startup=True)
+            producer = send_only(REDIS_URL, queue)
             time.sleep(1.5)
             requests.post(sim + "/_sim/reset", timeout=10).raise_for_status()
 

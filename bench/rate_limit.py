@@ -43,10 +43,10 @@ if str(ROOT) not in sys.path:
 
 import redis  # noqa: E402
 import requests  # noqa: E402
-from celery import Celery  # noqa: E402
 
 from bench.report import aligned, fixed  # noqa: E402
 from bench.schedule import max_in_window, shortest_span  # noqa: E402
+from bench.support import producer as send_only  # noqa: E402
 from worker.cli.stack import Stack, wait_for  # noqa: E402
 from worker.settings import RateLimit  # noqa: E402
 from worker.store.keys import Keys  # noqa: E402
@@ -187,10 +187,7 @@ def run_kie_queue(args, rate: RateLimit, workroot: Path) -> dict:
             for i in range(args.workers):
                 stack.start_worker(f"w{i + 1}", concurrency=1)
             stack.start_beat()
-            producer = Celery(f"bench-producer-{name}", set_as_current=False)
-            producer.conf.update(broker_url=REDIS_URL, result_backend=REDIS_URL, task_serializer="json",
-                                 accept_content=["json"], result_serializer="json", task_default_queue=queue,
-                                 broker_connection_retry_on_startup=True)
+            producer = send_only(REDIS_URL, queue)
             time.sleep(1.5)         # let beat's first sweeps through, so every worker is idle and polling
             requests.post(sim + "/_sim/reset", timeout=10).raise_for_status()
             tag = secrets.token_hex(3)
@@ -258,10 +255,7 @@ def run_baseline(args, rate: RateLimit, workroot: Path, per_worker_rate: float, 
                     "--without-mingle"])
                 wait_for(lambda log=log: "ready." in log.read_text(errors="replace"), 60, f"baseline worker b{i + 1}",
                          interval=0.1, proc=proc, log_path=log)
-            producer = Celery(f"bench-producer-{name}", set_as_current=False)
-            producer.conf.update(broker_url=REDIS_URL, result_backend=REDIS_URL, task_serializer="json",
-                                 accept_content=["json"], result_serializer="json", task_default_queue=queue,
-                                 broker_connection_retry_on_startup=True)
+            producer = send_only(REDIS_URL, queue)
             time.sleep(1.5)
             requests.post(sim + "/_sim/reset", timeout=10).raise_for_status()
             tag = secrets.token_hex(3)

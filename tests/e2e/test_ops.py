@@ -52,7 +52,8 @@ def generate(dep, prompt, job_id, **kwargs):
 def check_now(dep, ops, job_id):
     """Run one more kie.check for the job and wait for it (a worker re-checking a finished job)."""
     rt, producer = ops
-    return producer.send_task("kie.check", args=[job_id], queue=dep.queue).get(timeout=30)
+    # kie.check stores no result by default: ask for one, to wait for this run
+    return producer.send_task("kie.check", args=[job_id], queue=dep.queue, ignore_result=False).get(timeout=30)
 
 
 def test_retry_reruns_the_failed_job_and_its_parked_post_processing_once(dep, ops):

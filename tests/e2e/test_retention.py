@@ -2,8 +2,9 @@
 id), once the retention has passed, the deployment's prefix holds only live state.
 
 Live state is what a deployment with no job at all still has: the counters, the due queues and the
-jobs index (empty sorted sets vanish in Redis; the sweep trims expired jobs off the index), the in-flight set, and keys that carry their own TTL (the rate log, its
-reservations, cool-downs, the sweep's reclaim lock).  Nothing else may be left, with or without TTL.
+jobs index (empty sorted sets vanish in Redis; the sweep trims expired jobs off the index), the in-flight set,
+the fair scheduler's per-account hash (weights, virtual times, grants so far), and keys that carry their own TTL
+(the rate log, cool-downs, the sweep's reclaim lock).  Nothing else may be left, with or without TTL.
 """
 
 import pytest
@@ -27,8 +28,8 @@ def keys_with_ttl(dep) -> dict[str, int]:
 
 def test_after_the_retention_only_live_state_is_left(dep):
     k, acct = Keys(dep.prefix), account_id(API_KEY)
-    live_without_ttl = {k.metrics, k.due_submit, k.due_check, k.due_resume, k.jobs, k.inflight(acct)}
-    live_with_ttl = {k.rate_log(acct), k.reservations(acct), k.cooldown(acct), k.paused(acct), k.sweep_reclaim}
+    live_without_ttl = {k.metrics, k.due_submit, k.due_check, k.due_resume, k.jobs, k.inflight(acct), k.sched(acct)}
+    live_with_ttl = {k.rate_log(acct), k.cooldown(acct), k.paused(acct), k.sweep_reclaim}
 
     tags = [unique("kept") for _ in range(6)]
     ok = [(dep.generate(unique(f"retained {i}")) | dep.user_task(tag)).apply_async() for i, tag in enumerate(tags)]

@@ -67,10 +67,13 @@ def test_kill_before_the_post_loses_nothing(dep):
     # a shared 429 cool-down makes the jobs wait in Redis (not in a worker) before their create
     from harness import API_KEY
     from worker.store.keys import account_id
-    dep.redis.set(f"{dep.prefix}:rl:{account_id(API_KEY)}:cooldown", "1", px=3000)
+    # long enough that all four are accepted and waiting before it ends, even on a loaded machine
+    dep.redis.set(f"{dep.prefix}:rl:{account_id(API_KEY)}:cooldown", "1", px=10_000)
     prompts = [unique(f"waiting {i}") for i in range(4)]
-    results = [dep.generate(p).apply_async() for p in prompts]
-    wait_for(lambda: dep.redis.zcard(f"{dep.prefix}:due:submit") == 4, 30, "jobs waiting in the job store")
+    job_ids = [unique(f"waiting-{i}").replace(" ", "-") for i in range(4)]
+    results = [dep.generate(p, job_id=j).apply_async() for p, j in zip(prompts, job_ids)]
+    wait_for(lambda: all((dep.job(j) or {}).get("state") == "accepted" for j in job_ids), 30,
+             "jobs waiting in the job store")
     dep.stack.kill("w1", signal.SIGKILL)
     dep.stack.start_worker("w2", concurrency=1)
     assert [r.get(timeout=60)["state"] for r in results] == ["success"] * 4

@@ -32,7 +32,6 @@ def _defaults() -> dict:
         **shared_conf(s),
         "task_create_missing_queues": True,
         "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_S,
-        "result_expires": 7 * 86400,
         "result_extended": True,
         "beat_schedule": {
             "kie-sweep": {

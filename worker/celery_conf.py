@@ -20,6 +20,9 @@ tasks, yet a message held by a worker that died returns within minutes, not hour
 never wait on it: they are in the job store).  Task events (``worker_send_task_events``,
 ``task_send_sent_event``) are on with ``KIE_TASK_EVENTS=1``, so Flower and ``celery events`` show every
 task without ``-E``; off by default, they cost nothing while no monitor runs.
+``result_expires`` follows ``KIE_JOB_RETENTION`` (:func:`result_expires`): Celery's Redis backend sets it as
+the TTL of each ``celery-task-meta-*`` key when it stores the result (``SETEX``), in whichever process
+stores it (a worker's task, a resumed waiter, a producer), so it is shared here, not a worker-only setting.
 :func:`producer` builds the send-only app the web
 process uses (it imports no task code).  Nothing here reads configuration at import.
 """
@@ -41,6 +44,12 @@ SAFE = {
 }
 
 
+def result_expires(s) -> int:
+    """Seconds a stored task result lives: ``KIE_JOB_RETENTION``, whole seconds (the Redis backend truncates to
+    an int anyway; at least 1, since 0 would mean no TTL at all)."""
+    return max(1, int(s.job_retention))
+
+
 def shared_conf(s) -> dict:
     """Broker, backend, serialisation and transport settings, from a ``Settings``."""
     broker = {"visibility_timeout": VISIBILITY_TIMEOUT}
@@ -55,6 +64,8 @@ def shared_conf(s) -> dict:
         **({"worker_disable_prefetch": True} if redis_broker else {}),
         "broker_url": s.broker_url,
         "result_backend": s.result_backend,
+        # a result key lives as long as the finished job it belongs to, not Celery's default day
+        "result_expires": result_expires(s),
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "task_default_queue": s.queue,

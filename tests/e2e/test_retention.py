@@ -5,6 +5,10 @@ Live state is what a deployment with no job at all still has: the counters, the 
 jobs index (empty sorted sets vanish in Redis; the sweep trims expired jobs off the index), the in-flight set,
 the fair scheduler's per-account hash (weights, virtual times, grants so far), and keys that carry their own TTL
 (the rate log, cool-downs, the sweep's reclaim lock).  Nothing else may be left, with or without TTL.
+
+Celery's result backend follows the same retention (``result_expires``): every result key a kie-queue process
+stored for these jobs (``celery-task-meta-<id>`` of each ``kie.generate``, parked and resumed or not) has a TTL
+of at most the retention, and is gone once it passed.  The user task's results are its own worker's business.
 """
 
 import pytest
@@ -45,6 +49,12 @@ def test_after_the_retention_only_live_state_is_left(dep):
     for res in (failed, rejected):
         with pytest.raises((CeleryError, Exception)):
             res.get(timeout=60)
+    # the result keys kie-queue's workers stored: every kie.generate's (a chain's first step is parked, then
+    # resumed by kie.complete), expiring with the retention like the job records
+    results = [f"celery-task-meta-{r.parent.id}" for r in ok] + [
+        f"celery-task-meta-{r.id}" for r in (*twice, failed, rejected)]
+    ttls = dict(zip(results, (dep.redis.pttl(m) for m in results)))
+    assert all(0 < ttl <= RETENTION_S * 1000 or ttl == -2 for ttl in ttls.values()), ttls   # -2: gone already
 
     def only_live():
         keys = keys_with_ttl(dep)
@@ -55,5 +65,6 @@ def test_after_the_retention_only_live_state_is_left(dep):
     # the due queues hold no finished job, and the sweep trims the jobs index (every 30 s)
     for due in (k.due_submit, k.due_check, k.due_resume):
         assert dep.redis.zcard(due) == 0, due
+    wait_for(lambda: not dep.redis.exists(*results), 10, "kie.generate's result keys expired")
     wait_for(lambda: dep.redis.zcard(k.jobs) == 0, 60, "the jobs index trimmed")
     assert k.metrics in keys

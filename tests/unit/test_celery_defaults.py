@@ -148,6 +148,36 @@ def test_the_defaults_come_from_the_environment(fresh_app, env):
     assert sweep["options"]["queue"] == env["KIE_QUEUE"]
 
 
+def test_result_keys_expire_with_the_job_retention(monkeypatch, env, r):
+    """``result_expires`` follows ``KIE_JOB_RETENTION`` in the worker app and in producers: each process that
+    stores a result (a worker's task, a resumed waiter, a producer) gives its key that TTL (Celery's Redis backend
+    SETEXes it).  Not Celery's default day, nor the 7 days it once was."""
+    from worker.celery_conf import producer
+    from worker.settings import Settings
+
+    assert create_app().conf.result_expires == 7 * 86400      # the default retention
+    worker.app.set_current()
+    monkeypatch.setenv("KIE_JOB_RETENTION", "90.7")
+    settings.cache_clear()
+    apps = {"worker": create_app(), "producer": producer(Settings.from_env(), name="unit-expiry")}
+    worker.app.set_current()
+    try:
+        for name, app in apps.items():
+            assert app.conf.result_expires == 90, name
+            ok, failed = f"unit-expiry-{secrets.token_hex(6)}", f"unit-expiry-{secrets.token_hex(6)}"
+            app.backend.store_result(ok, {"done": True}, "SUCCESS")
+            app.backend.store_result(failed, ValueError("no"), "FAILURE")
+            try:
+                for task_id in (ok, failed):
+                    ttl = r.ttl(f"celery-task-meta-{task_id}")
+                    assert 80 <= ttl <= 90.7, (name, task_id, ttl)
+            finally:
+                r.delete(f"celery-task-meta-{ok}", f"celery-task-meta-{failed}")
+    finally:
+        for app in apps.values():
+            app.close()
+
+
 def test_an_explicit_setting_wins_over_the_defaults(fresh_app):
     fresh_app.conf.worker_prefetch_multiplier = 8
     assert unsafe_settings(fresh_app.conf) == ["worker_prefetch_multiplier"]

@@ -25,8 +25,10 @@ log = logging.getLogger("kie_queue")
 
 
 def _defaults() -> dict:
+    from .broker.redis_claims import install
     from .settings import settings
 
+    install()  # the Redis broker's claiming transport, before the first connection
     s = settings()
     return {
         **shared_conf(s),

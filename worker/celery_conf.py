@@ -84,6 +84,9 @@ def producer(s, name: str = "kie_queue_producer"):
     """A Celery app that only sends tasks by name (and reads their results)."""
     from celery import Celery
 
+    from .broker.redis_claims import install
+
+    install()
     app = Celery(name, set_as_current=False)
     app.conf.update(shared_conf(s))
     return app

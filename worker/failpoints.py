@@ -28,6 +28,10 @@ resume (``worker.jobs.parking``)
   ``resume.after_store_result``  the parked task's SUCCESS is stored; its chain and callbacks are
                                  not sent yet
 
+broker (``worker.broker.redis_claims``, a Redis broker)
+  ``broker.after_claim``         a worker took a message off its queue list (recorded as unacknowledged);
+                                 Celery has not seen it yet
+
 download (``worker.celery_app``, Celery's ``task_success`` signal of ``kie.download``)
   ``download.after_continue``    the tracer sent the download's next step and stored its result; the
                                  message is not acknowledged yet (a redelivery must not send it again)
@@ -46,6 +50,7 @@ POINTS = (
     "complete.after_mark_done",
     "resume.after_store_result",
     "download.after_continue",
+    "broker.after_claim",
 )
 """Every failpoint name (the list in the module docstring)."""
 

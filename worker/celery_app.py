@@ -9,10 +9,20 @@ starts with settings undoing the safe defaults logs a warning; one whose result 
 up to ``worker.logs`` (JSON or text, always redacted), and ``task_prerun`` binds each task's job id
 and Celery task id for the records it logs.  ``task_prerun``/``task_postrun`` also open and write
 each task's batch of metric observations (``worker.store.metrics``): one Redis round trip per task.
+
+Memory of the pool processes: every parked ``kie.generate`` raises Celery's ``Ignore``, which Celery
+wraps in billiard's ``ExceptionInfo`` (copies of the frames, in reference cycles, tens of KB a task).
+Only Python's full collections free those, and on a large heap they run rarely, so a pool process's
+heap used to sit at its high-water mark (+400 MiB PSS over a few thousand chains).  So each pool
+process freezes what it inherited from the fork (``gc.freeze()`` on ``worker_process_init``: the
+collector never scans, nor writes to, those pages again) and runs a full ``gc.collect()`` after every
+``GC_EVERY_TASKS`` tasks (``task_postrun``); with the inherited objects frozen a collection scans only
+what the process made since, well under a millisecond here (about 12 ms for the whole heap unfrozen).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from celery import Celery, signals
@@ -22,6 +32,8 @@ from .bootsteps import DuePump, MetricsEndpoint
 from .celery_conf import SOFT_SHUTDOWN_S, quiet_routine_logs, shared_conf, unsafe_settings
 
 log = logging.getLogger("kie_queue")
+
+GC_EVERY_TASKS = 100    # tasks between a pool process's full collections (see the module docstring)
 
 
 def _defaults() -> dict:
@@ -112,6 +124,26 @@ def _tracing(**_):
     from .tracing import setup
 
     setup(settings(), "kie-queue-worker")
+
+
+@signals.worker_process_init.connect
+def _freeze_inherited_objects(**_):
+    """The objects a pool process inherited from the fork are long-lived: out of the collector's way."""
+    gc.freeze()
+
+
+_tasks_since_collect = 0
+
+
+@signals.task_postrun.connect
+def _collect_garbage(**_):
+    """A full collection after every ``GC_EVERY_TASKS`` tasks frees the reference cycles Celery leaves
+    (``ExceptionInfo`` of each ``Ignore``), so the heap stays near its working size."""
+    global _tasks_since_collect
+    _tasks_since_collect += 1
+    if _tasks_since_collect >= GC_EVERY_TASKS:
+        _tasks_since_collect = 0
+        gc.collect()
 
 
 @signals.task_prerun.connect

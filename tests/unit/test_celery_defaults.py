@@ -7,14 +7,16 @@ fresh app with ``create_app()`` (and restores ``worker.app`` as the current app 
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
+import weakref
 
 import pytest
-from celery import Celery
+from celery import Celery, signals
 
 import worker
-from worker.celery_app import create_app
+from worker.celery_app import GC_EVERY_TASKS, create_app
 from worker.celery_conf import SAFE, VISIBILITY_TIMEOUT, unsafe_settings
 from worker.settings import settings
 
@@ -239,3 +241,61 @@ def test_prefetch_is_disabled_on_redis_brokers_only():
     amqp = Settings.from_env({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"})
     assert "worker_disable_prefetch" not in shared_conf(amqp)
     assert "master_name" not in shared_conf(amqp)["broker_transport_options"]
+
+
+# -- pool-process garbage collection ----------------------------------------------------------
+
+class _Cycle:
+    """An object in a reference cycle: only a collection frees it."""
+
+    def __init__(self):
+        self.me = self
+
+
+@pytest.fixture
+def full_collections():
+    """The full collections that run while the test does, with automatic collection off (so every one
+    counted is an explicit ``gc.collect()``)."""
+    seen: list[int] = []
+
+    def callback(phase, info):
+        if phase == "stop" and info["generation"] == 2:
+            seen.append(1)
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.callbacks.append(callback)
+    yield seen
+    gc.callbacks.remove(callback)
+    if was_enabled:
+        gc.enable()
+
+
+def _task_ends():
+    """What Celery's tracer sends after each task, in a pool process."""
+    signals.task_postrun.send(sender=None, task_id="t" * 32, task=None, args=(), kwargs={}, retval=None,
+                              state="SUCCESS")
+
+
+def test_a_pool_process_collects_its_garbage_every_n_tasks(full_collections):
+    for _ in range(GC_EVERY_TASKS):             # wherever earlier tests left the count: up to the next collection
+        _task_ends()
+        if full_collections:
+            break
+    assert full_collections, f"no full collection in {GC_EVERY_TASKS} tasks"
+    full_collections.clear()
+    garbage = weakref.ref(_Cycle())
+    for _ in range(GC_EVERY_TASKS - 1):
+        _task_ends()
+    assert garbage() is not None and not full_collections
+    _task_ends()
+    assert garbage() is None and len(full_collections) == 1
+
+
+def test_a_pool_process_freezes_what_it_inherited(env):
+    gc.unfreeze()
+    try:
+        signals.worker_process_init.send(sender=None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

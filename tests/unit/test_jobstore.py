@@ -13,7 +13,7 @@ import time
 import pytest
 
 from sim_support import wait_until
-from worker.store.jobstore import TERMINAL, JobStore
+from worker.store.jobstore import TRIM_BATCH, TERMINAL, JobStore
 
 MODEL = "google/nano-banana"
 
@@ -536,6 +536,17 @@ def test_cancel_and_reject_expire_and_the_sweep_trims_the_index(r, prefix):
     wait_until(lambda: not r.exists(store.keys.job("c1"), store.keys.job("bad")), 5, "the records to expire")
     wait_until(lambda: store.trim_index() == 0 and r.zcard(store.keys.jobs) == 1, 5, "the index trimmed")
     assert r.zrange(store.keys.jobs, 0, -1) == [b"live"]
+    # a backlog of several batches goes in one call, the sweep's: the entries of 1200 jobs whose records
+    # expired, behind more than a batch of entries of jobs older than the retention that are still there
+    held = [f"held-{i:03d}" for i in range(TRIM_BATCH + 1)]
+    for job_id in held:
+        accept(store, job_id)
+    old_ms = int(r.time()[0]) * 1000 - 60_000
+    r.zadd(store.keys.jobs, {job_id: old_ms for job_id in held})
+    r.zadd(store.keys.jobs, {f"gone-{i:04d}": old_ms + 1 + i for i in range(1200)})
+    assert store.trim_index(budget_s=0) == 0          # the bound: one batch, here all of them jobs still there
+    assert store.trim_index() == 1200
+    assert r.zrange(store.keys.jobs, 0, -1) == sorted(job_id.encode() for job_id in held) + [b"live"]
 
 
 def test_regenerate_only_the_failing_current_task(store):

@@ -7,7 +7,8 @@ before they were marked done (``due:resume``: its finisher died) gets a ``kie.ch
 them again (``worker.jobs.completion``).
 Submissions are normally handed out sooner by every worker's due-queue pump.  Every 30 s it also
 returns the in-flight slots of jobs that are finished or gone, drops the jobs index entries of jobs
-whose retention has passed, and checks each account's credits (while it is paused, or always with
+whose retention has passed (all of them, in batches of 500, for up to a second: ``JobStore.trim_index``),
+and checks each account's credits (while it is paused, or always with
 ``KIE_MIN_CREDITS``): an account below the minimum pauses, one whose credits are back resumes.
 """
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
 from .keys import Keys
@@ -58,6 +59,12 @@ RESUME_LEASE_MS = 10_000
 a lease that ends undone is taken over by the sweep, which publishes again."""
 
 DEFAULT_RETENTION_S = 7 * 86400.0
+
+TRIM_BATCH = 500
+"""Index entries one ``trim_index`` script looks at: each batch is a short script, so Redis is never held long."""
+
+TRIM_BUDGET_S = 1.0
+"""How long one ``trim_index`` goes on taking batches, so a sweep over a huge backlog never stalls."""
 
 
 class JobStore:
@@ -221,10 +228,21 @@ class JobStore:
         return self._run("resume_settled", keys=[k.waiters(job_id), k.waiters_done(job_id), k.due_resume,
                                                  k.job(job_id)], args=[job_id]) == 1
 
-    def trim_index(self, *, limit: int = 500) -> int:
-        """Drop from the jobs index the entries older than the retention whose record is gone; how many."""
-        return int(self._run("trim_index", keys=[self.keys.jobs],
-                             args=[self.retention_ms, self.keys.job(""), limit]))
+    def trim_index(self, *, batch: int = TRIM_BATCH, budget_s: float = TRIM_BUDGET_S) -> int:
+        """Drop from the jobs index the entries older than the retention whose record is gone; how many.
+        Batch after batch of ``batch`` entries, oldest first, until every entry older than the retention
+        has been looked at or ``budget_s`` has passed (at least one batch): the index keeps up with any
+        rate of jobs, and a backlog larger than the budget is taken up again by the next call.  The entries
+        of jobs still there (live, or re-run) are kept and passed over by the later batches."""
+        removed = kept = 0
+        deadline = time.monotonic() + budget_s
+        while True:
+            gone, seen = (int(n) for n in self._run("trim_index", keys=[self.keys.jobs],
+                                                    args=[self.retention_ms, self.keys.job(""), batch, kept]))
+            removed += gone
+            kept += seen - gone
+            if seen < batch or time.monotonic() >= deadline:
+                return removed
 
     def claim_due(self, which: str, *, horizon_ms: int, lease_ms: int, limit: int = 500) -> list[tuple[str, int]]:
         """Take due members of ``due:submit``, ``due:check`` or ``due:resume``: [(job_id, due_in_ms)]."""

@@ -158,9 +158,10 @@ def test_a_download_redelivered_after_it_sent_its_next_step_does_not_send_it_aga
 def unacked_task_ids(dep) -> dict[str, str]:
     """Celery task id -> kombu delivery tag, for every message in the Redis broker's unacked hash."""
     out = {}
-    for tag, record in dep.redis.hgetall("unacked").items():
-        message = json.loads(record)[0]
-        out[message["headers"]["id"]] = tag.decode()
+    for tag, record in dep.redis.hgetall("unacked").items():   # the hash is the whole database's
+        task_id = (json.loads(record)[0].get("headers") or {}).get("id")
+        if task_id:
+            out[task_id] = tag.decode()
     return out
 
 

@@ -147,9 +147,7 @@ class ClaimingChannel:
         key, item, recorded = reply
         dest = bytes_to_str(key)[len(self.global_keyprefix):].rsplit(self.sep, 1)[0]
         self._queue_cycle.rotate(dest)
-        payload = loads(bytes_to_str(item))
-        if int(recorded):
-            self._claimed.add(payload["properties"]["delivery_tag"])
+        payload = self._payload(item, recorded)
         failpoints.hit("broker.after_claim")
         self.connection._deliver(payload, dest)
         return True
@@ -163,6 +161,10 @@ class ClaimingChannel:
         if not reply:
             raise virtual.Empty()
         _key, item, recorded = reply
+        return self._payload(item, recorded)
+
+    def _payload(self, item, recorded) -> dict:
+        """The claimed message; its tag remembered when the script recorded it (QoS.append skips the write)."""
         payload = loads(bytes_to_str(item))
         if int(recorded):
             self._claimed.add(payload["properties"]["delivery_tag"])
